@@ -1,0 +1,186 @@
+#include "bootstrap/application.hpp"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <thread>
+
+#include "platform/http/health_routes.hpp"
+#include "platform/http/router.hpp"
+#include "platform/http/server.hpp"
+#include "platform/kafka/kafka_admin.hpp"
+#include "platform/log/logging.hpp"
+#include "platform/pg/connection_pool.hpp"
+#include "platform/pg/migrator.hpp"
+#include "platform/runtime/asio.hpp"
+#include "platform/runtime/health_monitor.hpp"
+
+namespace op::bootstrap {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::optional<std::string> probe_database(const std::string& conninfo,
+                                          std::unique_ptr<pqxx::connection>& connection) {
+  try {
+    if (!connection || !connection->is_open())
+      connection = std::make_unique<pqxx::connection>(conninfo);
+    pqxx::nontransaction tx(*connection);
+    tx.exec("SELECT 1");
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    connection.reset();
+    std::string reason = e.what();
+    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' '))
+      reason.pop_back();
+    return reason;
+  }
+}
+
+}  // namespace
+
+struct application::parts {
+  explicit parts(const config::app_config& c)
+      : pool(c.database.url, static_cast<std::size_t>(c.database.pool_size),
+             c.database.connect_timeout),
+        admin(c.kafka.bootstrap_servers),
+        monitor(c.runtime.health_interval),
+        server(ioc, c.http, routes) {}
+
+  asio::io_context ioc;
+  pg::connection_pool pool;
+  kafka::kafka_admin admin;
+  runtime::health_monitor monitor;
+  http::router routes;
+  http::server server;
+  std::unique_ptr<pqxx::connection> probe_connection;
+
+  std::atomic<bool> started{false};
+  std::atomic<bool> draining{false};
+  std::atomic<const char*> startup_phase{"starting"};
+  std::mutex stop_mutex;
+  std::condition_variable stop_requested_cv;
+  bool stop_requested = false;
+};
+
+application::application(config::app_config config)
+    : config_(std::move(config)), parts_(std::make_unique<parts>(config_)) {}
+
+application::~application() = default;
+
+int application::run() {
+  auto logger = log::get("app");
+  auto& p = *parts_;
+  const auto& c = config_;
+
+  p.monitor.add("db",
+                [&p, url = c.database.url] { return probe_database(url, p.probe_connection); });
+  p.monitor.add("kafka", [&p] { return p.admin.probe(2s); });
+
+  http::add_health_routes(p.routes, p.monitor, [&p]() -> std::optional<std::string> {
+    if (p.draining)
+      return std::string("shutting down");
+    if (!p.started)
+      return std::string(p.startup_phase.load());
+    return std::nullopt;
+  });
+
+  try {
+    p.server.start();
+  } catch (const std::system_error& e) {
+    logger->critical("cannot listen on {}:{}: {}", c.http.address, c.http.port, e.what());
+    return 2;
+  }
+  p.monitor.start();
+
+  // Start-up work that needs the database and Kafka runs apart from the listener, so health
+  // endpoints answer (not ready, with the reason) while a dependency is still coming up.
+  std::thread startup([&] {
+    auto wait_or_stop = [&](std::chrono::milliseconds d) {
+      std::unique_lock lock(p.stop_mutex);
+      return !p.stop_requested_cv.wait_for(lock, d, [&] { return p.stop_requested; });
+    };
+    p.startup_phase = "starting: applying database migrations";
+    for (;;) {
+      try {
+        auto applied = p.pool.with_connection(
+            [](pqxx::connection& conn) { return pg::migrate(conn, pg::embedded_migrations()); });
+        if (applied.empty())
+          logger->info("database schema is up to date");
+        else
+          logger->info("applied migrations: {}", fmt::join(applied, ", "));
+        break;
+      } catch (const std::exception& e) {
+        logger->warn("migrations not applied yet, retrying: {}", e.what());
+      }
+      if (!wait_or_stop(2s))
+        return;
+    }
+    p.startup_phase = "starting: creating Kafka topics";
+    if (c.kafka.create_topics) {
+      std::vector<kafka::topic_spec> topics;
+      for (const auto& t : c.kafka.all_topics())
+        topics.push_back({t.name, t.partitions, c.kafka.replication_factor});
+      for (;;) {
+        try {
+          auto created = p.admin.ensure_topics(topics, 10s);
+          if (!created.empty())
+            logger->info("created topics: {}", fmt::join(created, ", "));
+          break;
+        } catch (const std::exception& e) {
+          logger->warn("topics not created yet, retrying: {}", e.what());
+        }
+        if (!wait_or_stop(2s))
+          return;
+      }
+    }
+    p.started = true;
+    logger->info("order-pipeline started on port {}", p.server.port());
+  });
+
+  asio::signal_set signals(p.ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec)
+      return;
+    logger->info("received {}, draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    p.draining = true;
+    {
+      std::lock_guard lock(p.stop_mutex);
+      p.stop_requested = true;
+    }
+    p.stop_requested_cv.notify_all();
+    p.server.stop();
+    asio::co_spawn(
+        p.ioc,
+        [&]() -> asio::awaitable<void> {
+          auto deadline = std::chrono::steady_clock::now() + c.runtime.shutdown_timeout;
+          asio::steady_timer timer(co_await asio::this_coro::executor);
+          while (p.server.open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+            timer.expires_after(20ms);
+            co_await timer.async_wait(asio::use_awaitable);
+          }
+          if (auto left = p.server.open_connections())
+            logger->warn("closing {} connections still open after the drain timeout", left);
+          p.server.close_all();
+          p.ioc.stop();
+        },
+        asio::detached);
+  });
+
+  unsigned threads = c.http.threads > 0 ? static_cast<unsigned>(c.http.threads)
+                                        : std::max(2u, std::thread::hardware_concurrency());
+  std::vector<std::thread> io_threads;
+  for (unsigned i = 1; i < threads; ++i)
+    io_threads.emplace_back([&] { p.ioc.run(); });
+  p.ioc.run();
+  for (auto& t : io_threads)
+    t.join();
+
+  startup.join();
+  p.monitor.stop();
+  logger->info("stopped");
+  return 0;
+}
+
+}  // namespace op::bootstrap

@@ -1,0 +1,58 @@
+// order-pipeline: the order processing server. See README.md.
+
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "bootstrap/application.hpp"
+#include "platform/config/app_config.hpp"
+#include "platform/log/logging.hpp"
+
+namespace {
+
+void print_usage() {
+  std::cout << "usage: order-pipeline [--config PATH] [--help-config]\n"
+               "  --config PATH    YAML configuration (default: config/application.yml when it "
+               "exists)\n"
+               "  --help-config    list every configuration key, its default and environment "
+               "variables\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<std::string> config_path;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--config") && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (!std::strcmp(argv[i], "--help-config")) {
+      std::cout << op::config::describe_keys();
+      return 0;
+    } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      print_usage();
+      return 0;
+    } else {
+      std::cerr << "unknown argument: " << argv[i] << "\n";
+      print_usage();
+      return 64;
+    }
+  }
+  if (!config_path) {
+    if (const char* env = std::getenv("CONFIG_FILE"))
+      config_path = env;
+    else if (std::filesystem::exists("config/application.yml"))
+      config_path = "config/application.yml";
+  }
+
+  op::config::app_config config;
+  try {
+    config = op::config::load(config_path, op::config::process_environment());
+  } catch (const op::config::config_error& e) {
+    std::cerr << "configuration error: " << e.what() << "\n";
+    return 78;
+  }
+  op::log::init({config.logging.root_level, config.logging.levels});
+  op::log::get("app")->info("configuration: {}", config_path.value_or("(defaults)"));
+  op::bootstrap::application app(std::move(config));
+  return app.run();
+}

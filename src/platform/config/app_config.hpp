@@ -1,0 +1,118 @@
+#pragma once
+// The server's configuration: parsed and validated once at start-up, then handed out
+// subsystem by subsystem as narrow structs. Every key, its default and the environment
+// variables that override it are listed in app_config.cpp (and in the README).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace op::config {
+
+using std::chrono::milliseconds;
+
+struct topic_config {
+  std::string name;
+  int partitions = 6;
+};
+
+struct kafka_config {
+  std::string bootstrap_servers;
+  std::string group_id;
+  bool create_topics = true;
+  int replication_factor = 1;
+  topic_config order_placed;
+  topic_config order_validated;
+  topic_config inventory_reserved;
+  topic_config payment_processed;
+  topic_config order_confirmed;
+  topic_config order_failed;
+  topic_config dlq_orders;
+
+  std::vector<topic_config> all_topics() const {
+    return {order_placed,    order_validated, inventory_reserved, payment_processed,
+            order_confirmed, order_failed,    dlq_orders};
+  }
+};
+
+struct database_config {
+  std::string url;  // libpq URI or key=value conninfo; a "jdbc:" prefix is accepted
+  int pool_size = 16;
+  milliseconds connect_timeout{3000};
+};
+
+struct http_config {
+  std::string address = "0.0.0.0";
+  std::uint16_t port = 8080;
+  std::size_t body_limit_bytes = 1024 * 1024;
+  milliseconds read_timeout{30000};
+  int threads = 0;  // 0: one per core
+};
+
+struct retry_config {
+  int max_attempts = 3;
+  milliseconds backoff_delay{1000};
+};
+
+struct payment_config {
+  milliseconds timeout{5000};
+  int max_retries = 3;
+  std::string gateway_url;
+};
+
+struct orders_config {
+  int max_quantity = 1000;
+  int max_items = 100;
+};
+
+struct admin_config {
+  std::string token;  // empty: the admin API refuses every request
+};
+
+struct logging_config {
+  std::string root_level = "info";
+  std::map<std::string, std::string> levels;  // logger name -> level
+};
+
+struct runtime_config {
+  milliseconds shutdown_timeout{15000};
+  milliseconds health_interval{1000};
+};
+
+struct app_config {
+  http_config http;
+  kafka_config kafka;
+  database_config database;
+  retry_config retry;
+  payment_config payment;
+  orders_config orders;
+  admin_config admin;
+  logging_config logging;
+  runtime_config runtime;
+};
+
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Reads the process environment.
+env_lookup process_environment();
+
+// Loads a YAML file (when given), applies environment overrides and validates every value.
+// Unknown keys, malformed values and out-of-range numbers throw config_error naming the key.
+app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env);
+
+// Same, from YAML text; used by tests.
+app_config load_from_string(const std::string& yaml_text, const env_lookup& env);
+
+// One line per key: "key  default  ENV_VARS  description", for --help-config.
+std::string describe_keys();
+
+}  // namespace op::config

@@ -1,0 +1,23 @@
+#pragma once
+// Spring Boot Actuator-style health endpoints for load balancers and Kubernetes probes:
+//   GET /api/orders/health             the seed's plain-text liveness answer
+//   GET /actuator/health               overall status with the db and kafka components
+//   GET /actuator/health/liveness      UP while the process serves requests
+//   GET /actuator/health/readiness     UP when every component is UP and the server is
+//                                      neither starting nor draining; 503 otherwise
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "platform/http/router.hpp"
+#include "platform/runtime/health_monitor.hpp"
+
+namespace op::http {
+
+// nullopt when the server itself is ready for traffic, else why not (starting, draining).
+using readiness_gate = std::function<std::optional<std::string>()>;
+
+void add_health_routes(router& routes, const runtime::health_monitor& monitor, readiness_gate gate);
+
+}  // namespace op::http

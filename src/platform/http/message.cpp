@@ -1,0 +1,41 @@
+#include "platform/http/message.hpp"
+
+#include "platform/json/json_escape.hpp"
+
+namespace op::http {
+
+response json_response(status code, std::string body) {
+  response res{code, 11};
+  res.set(beast_http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+response text_response(status code, std::string body) {
+  response res{code, 11};
+  res.set(beast_http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+response error_response(status code, std::string_view error, std::optional<std::string_view> field,
+                        std::string_view message) {
+  std::string body = R"({"error":")";
+  json::append_escaped(error, body);
+  body += R"(","field":)";
+  if (field) {
+    body += '"';
+    json::append_escaped(*field, body);
+    body += '"';
+  } else {
+    body += "null";
+  }
+  body += R"(,"message":")";
+  json::append_escaped(message, body);
+  body += "\"}";
+  return json_response(code, std::move(body));
+}
+
+}  // namespace op::http

@@ -1,0 +1,39 @@
+#pragma once
+// Maps method + path pattern (segments like /api/orders/{id}) to handler coroutines.
+// Unknown paths get 404, known paths with another method 405 with an Allow header, both as
+// JSON. A handler that throws gets a logged 500, never a dropped connection.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "platform/http/message.hpp"
+#include "platform/runtime/asio.hpp"
+
+namespace op::http {
+
+class router {
+ public:
+  using handler = std::function<asio::awaitable<response>(request_context&)>;
+
+  void add(verb method, std::string pattern, handler h);
+
+  asio::awaitable<response> dispatch(const request& req) const;
+
+ private:
+  struct route {
+    verb method;
+    std::string pattern;
+    std::vector<std::string> segments;
+    handler h;
+  };
+  std::vector<route> routes_;
+};
+
+// Splits "/a/b?x=1&y=2" into its path and decoded query parameters.
+void split_target(std::string_view target, std::string& path,
+                  std::map<std::string, std::string>& query);
+
+std::string percent_decode(std::string_view text);
+
+}  // namespace op::http

@@ -1,0 +1,149 @@
+#include "platform/http/server.hpp"
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "platform/log/logging.hpp"
+
+namespace op::http {
+
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+struct server::connection {
+  explicit connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool busy = false;  // a request is being handled; touched only on the connection's strand
+};
+
+server::server(asio::io_context& ioc, const config::http_config& config, const router& routes)
+    : ioc_(ioc), config_(config), routes_(routes), acceptor_(asio::make_strand(ioc)) {}
+
+server::~server() {
+  close_all();
+}
+
+void server::start() {
+  auto address = asio::ip::make_address(config_.address);
+  tcp::endpoint endpoint{address, config_.port};
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  port_ = acceptor_.local_endpoint().port();
+  asio::co_spawn(acceptor_.get_executor(), accept_loop(), asio::detached);
+  log::get("http")->info("listening on {}:{}", config_.address, port_);
+}
+
+asio::awaitable<void> server::accept_loop() {
+  while (!stopping_) {
+    boost::system::error_code ec;
+    auto socket = co_await acceptor_.async_accept(asio::make_strand(ioc_),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopping_ || ec == asio::error::operation_aborted)
+        break;
+      log::get("http")->warn("accept failed: {}", ec.message());
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true));
+    auto conn = std::make_shared<connection>(std::move(socket));
+    {
+      std::lock_guard lock(connections_mutex_);
+      connections_[conn.get()] = conn;
+    }
+    auto executor = conn->stream.get_executor();
+    asio::co_spawn(executor, serve(conn), asio::detached);
+  }
+}
+
+asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    beast_http::request_parser<beast_http::string_body> parser;
+    parser.body_limit(config_.body_limit_bytes);
+    conn->stream.expires_after(config_.read_timeout);
+    boost::system::error_code read_error;
+    co_await beast_http::async_read(conn->stream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, read_error));
+    if (read_error) {
+      std::optional<response> answer;
+      if (read_error == beast_http::error::body_limit)
+        answer = error_response(
+            status::payload_too_large, "payload_too_large", std::nullopt,
+            "request body exceeds " + std::to_string(config_.body_limit_bytes) + " bytes");
+      else if (read_error.category() ==
+                   beast_http::make_error_code(beast_http::error::bad_target).category() &&
+               read_error != beast_http::error::end_of_stream &&
+               read_error != beast_http::error::partial_message)
+        answer = error_response(status::bad_request, "bad_request", std::nullopt,
+                                "malformed HTTP request: " + read_error.message());
+      if (answer) {
+        answer->keep_alive(false);
+        conn->stream.expires_after(std::chrono::seconds(5));
+        boost::system::error_code ignored;
+        co_await beast_http::async_write(conn->stream, *answer,
+                                         asio::redirect_error(asio::use_awaitable, ignored));
+      }
+      break;
+    }
+    conn->busy = true;
+    const request& req = parser.get();
+    response res = co_await routes_.dispatch(req);
+    bool keep_alive = req.keep_alive() && !stopping_;
+    res.version(req.version());
+    res.keep_alive(keep_alive);
+    conn->stream.expires_after(config_.read_timeout);
+    boost::system::error_code write_error;
+    co_await beast_http::async_write(conn->stream, res,
+                                     asio::redirect_error(asio::use_awaitable, write_error));
+    conn->busy = false;
+    if (write_error || !keep_alive)
+      break;
+  }
+  beast::error_code ignored;
+  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->stream.close();
+  std::lock_guard lock(connections_mutex_);
+  connections_.erase(conn.get());
+}
+
+void server::stop() {
+  if (stopping_.exchange(true))
+    return;
+  asio::post(acceptor_.get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+  });
+  // Idle connections (waiting for a next request) are closed now; busy ones close after
+  // their response because stopping_ turns keep-alive off.
+  std::lock_guard lock(connections_mutex_);
+  for (auto& [raw, weak] : connections_) {
+    if (auto conn = weak.lock()) {
+      asio::post(conn->stream.get_executor(), [conn] {
+        beast::error_code ignored;
+        if (!conn->busy)
+          conn->stream.socket().cancel(ignored);
+      });
+    }
+  }
+}
+
+std::size_t server::open_connections() const {
+  std::lock_guard lock(connections_mutex_);
+  return connections_.size();
+}
+
+void server::close_all() {
+  std::lock_guard lock(connections_mutex_);
+  for (auto& [raw, weak] : connections_) {
+    if (auto conn = weak.lock()) {
+      asio::post(conn->stream.get_executor(), [conn] {
+        beast::error_code ignored;
+        conn->stream.socket().close(ignored);
+      });
+    }
+  }
+}
+
+}  // namespace op::http

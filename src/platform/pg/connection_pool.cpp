@@ -1,0 +1,67 @@
+#include "platform/pg/connection_pool.hpp"
+
+namespace op::pg {
+
+connection_pool::connection_pool(std::string conninfo, std::size_t size,
+                                 std::chrono::milliseconds acquire_timeout)
+    : conninfo_(std::move(conninfo)), acquire_timeout_(acquire_timeout), slots_(size) {
+  for (std::size_t i = size; i > 0; --i)
+    free_.push_back(i - 1);
+}
+
+void connection_pool::add_setup(connection_setup setup) {
+  std::lock_guard lock(mutex_);
+  setups_.push_back(std::move(setup));
+}
+
+std::size_t connection_pool::in_use() const {
+  std::lock_guard lock(mutex_);
+  return slots_.size() - free_.size();
+}
+
+std::size_t connection_pool::acquire() {
+  std::size_t slot;
+  {
+    std::unique_lock lock(mutex_);
+    if (!released_.wait_for(lock, acquire_timeout_, [&] { return !free_.empty(); }))
+      throw pool_exhausted("no database connection free within the acquire timeout");
+    slot = free_.back();
+    free_.pop_back();
+  }
+  try {
+    if (!slots_[slot] || !slots_[slot]->is_open())
+      open(slot);
+  } catch (...) {
+    release(slot);
+    throw;
+  }
+  return slot;
+}
+
+void connection_pool::open(std::size_t slot) {
+  slots_[slot].reset();
+  auto connection = std::make_unique<pqxx::connection>(conninfo_);
+  std::vector<connection_setup> setups;
+  {
+    std::lock_guard lock(mutex_);
+    setups = setups_;
+  }
+  for (const auto& setup : setups)
+    setup(*connection);
+  slots_[slot] = std::move(connection);
+}
+
+void connection_pool::release(std::size_t slot) {
+  {
+    std::lock_guard lock(mutex_);
+    free_.push_back(slot);
+  }
+  released_.notify_one();
+}
+
+void connection_pool::discard(std::size_t slot) {
+  // Only the borrowing thread touches slots_[slot] while it is leased.
+  slots_[slot].reset();
+}
+
+}  // namespace op::pg

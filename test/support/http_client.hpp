@@ -1,0 +1,23 @@
+#pragma once
+// A small blocking HTTP/1.1 client for tests (one connection per call).
+
+#include <map>
+#include <string>
+
+namespace op::test {
+
+struct http_reply {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+http_reply http_call(unsigned short port, const std::string& method, const std::string& target,
+                     const std::string& body = "",
+                     const std::map<std::string, std::string>& headers = {});
+
+inline http_reply http_get(unsigned short port, const std::string& target) {
+  return http_call(port, "GET", target);
+}
+
+}  // namespace op::test

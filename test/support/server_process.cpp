@@ -1,0 +1,120 @@
+#include "support/server_process.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "support/http_client.hpp"
+#include "support/test_environment.hpp"
+
+namespace op::test {
+
+server_process::server_process(std::map<std::string, std::string> env) : port_(free_port()) {
+  env_ = {
+      {"DB_URL", db_url()},
+      {"KAFKA_BROKERS", kafka_brokers()},
+      {"HTTP_PORT", std::to_string(port_)},
+      {"HTTP_ADDRESS", "127.0.0.1"},
+      {"KAFKA_GROUP_ID", unique_name("test-group")},
+      {"APP_HEALTH_INTERVAL", "200"},
+      {"SHUTDOWN_TIMEOUT", "5000"},
+  };
+  for (auto& [k, v] : env)
+    env_[k] = v;
+  if (env_.count("HTTP_PORT"))
+    port_ = static_cast<unsigned short>(std::stoi(env_["HTTP_PORT"]));
+  log_path_ =
+      fmt::format("{}/server-{}.log",
+                  std::getenv("TEST_LOG_DIR") ? std::getenv("TEST_LOG_DIR") : "/tmp", port_);
+}
+
+server_process::~server_process() {
+  kill();
+}
+
+void server_process::start() {
+  int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE(log_fd >= 0);
+  pid_ = ::fork();
+  REQUIRE(pid_ >= 0);
+  if (pid_ == 0) {
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    for (const auto& [k, v] : env_)
+      ::setenv(k.c_str(), v.c_str(), 1);
+    ::chdir(repo_root().c_str());
+    ::execl(ORDER_PIPELINE_BINARY, "order-pipeline", "--config", "config/application.yml",
+            static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  ::close(log_fd);
+}
+
+void server_process::wait_until_ready(std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running())
+      FAIL("server exited during start-up; log:\n" << log_text());
+    try {
+      if (http_get(port_, "/actuator/health/readiness").status == 200)
+        return;
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  FAIL("server not ready within " << timeout.count() << "s; log:\n" << log_text());
+}
+
+bool server_process::running() {
+  if (pid_ <= 0)
+    return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == 0)
+    return true;
+  pid_ = -1;  // exited (and now reaped)
+  return false;
+}
+
+int server_process::terminate(std::chrono::seconds timeout) {
+  if (pid_ <= 0)
+    return -1;
+  ::kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill();
+  return -SIGKILL;
+}
+
+void server_process::kill() {
+  if (pid_ <= 0)
+    return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::string server_process::log_text() const {
+  std::ifstream in(log_path_);
+  std::stringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+}  // namespace op::test

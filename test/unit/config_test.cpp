@@ -1,0 +1,101 @@
+#include <catch2/catch.hpp>
+#include <map>
+
+#include "platform/config/app_config.hpp"
+
+using namespace op::config;
+
+namespace {
+env_lookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end())
+      return std::nullopt;
+    return it->second;
+  };
+}
+}  // namespace
+
+TEST_CASE("the seed's application.yml keys are read", "[config]") {
+  auto c = load_from_string(R"(
+app:
+  kafka:
+    topics:
+      order-placed: "orders.placed"
+      dlq-orders: "dlq.orders"
+  retry:
+    max-attempts: 5
+    backoff-delay: 250
+  payment:
+    timeout: 2000
+    max-retries: 2
+spring:
+  kafka:
+    bootstrap-servers: broker:9092
+    consumer:
+      group-id: my-group
+)",
+                            env_of({}));
+  CHECK(c.kafka.order_placed.name == "orders.placed");
+  CHECK(c.kafka.order_placed.partitions == 6);
+  CHECK(c.retry.max_attempts == 5);
+  CHECK(c.retry.backoff_delay.count() == 250);
+  CHECK(c.payment.timeout.count() == 2000);
+  CHECK(c.payment.max_retries == 2);
+  CHECK(c.kafka.bootstrap_servers == "broker:9092");
+  CHECK(c.kafka.group_id == "my-group");
+}
+
+TEST_CASE("a topic can carry its partition count", "[config]") {
+  auto c = load_from_string(R"(
+app:
+  kafka:
+    topics:
+      order-placed:
+        name: custom.placed
+        partitions: 12
+)",
+                            env_of({}));
+  CHECK(c.kafka.order_placed.name == "custom.placed");
+  CHECK(c.kafka.order_placed.partitions == 12);
+  CHECK(c.kafka.order_validated.name == "orders.validated");
+}
+
+TEST_CASE("environment variables override the file", "[config]") {
+  auto c = load_from_string("server:\n  port: 9000\n",
+                            env_of({{"KAFKA_BROKERS", "k1:9092,k2:9092"},
+                                    {"DB_URL", "jdbc:postgresql://db:5432/orderdb"},
+                                    {"HTTP_PORT", "8181"},
+                                    {"APP_RETRY_MAX_ATTEMPTS", "7"},
+                                    {"APP_PAYMENT_MAXRETRIES", "9"},
+                                    {"ADMIN_TOKEN", "secret"},
+                                    {"LOGGING_LEVEL_KAFKA", "DEBUG"}}));
+  CHECK(c.kafka.bootstrap_servers == "k1:9092,k2:9092");
+  CHECK(c.database.url == "postgresql://db:5432/orderdb");
+  CHECK(c.http.port == 8181);
+  CHECK(c.retry.max_attempts == 7);
+  CHECK(c.payment.max_retries == 9);
+  CHECK(c.admin.token == "secret");
+  CHECK(c.logging.levels.at("kafka") == "debug");
+}
+
+TEST_CASE("database user and password are added to the URL", "[config]") {
+  auto c = load_from_string(
+      "",
+      env_of({{"DB_URL", "postgresql://db/orderdb"}, {"DB_USER", "app"}, {"DB_PASSWORD", "pw"}}));
+  CHECK(c.database.url == "postgresql://db/orderdb?user=app&password=pw");
+}
+
+TEST_CASE("bad configuration is refused with the key named", "[config]") {
+  CHECK_THROWS_WITH(load_from_string("app:\n  retry:\n    max-attemps: 3\n", env_of({})),
+                    Catch::Contains("unknown configuration key 'app.retry.max-attemps'"));
+  CHECK_THROWS_WITH(load_from_string("server:\n  port: eighty\n", env_of({})),
+                    Catch::Contains("server.port"));
+  CHECK_THROWS_WITH(load_from_string("", env_of({{"HTTP_PORT", "70000"}})),
+                    Catch::Contains("server.port: 70000 is outside"));
+  CHECK_THROWS_WITH(load_from_string("app:\n  kafka:\n    create-topics: maybe\n", env_of({})),
+                    Catch::Contains("not a boolean"));
+  CHECK_THROWS_WITH(load_from_string("logging:\n  level:\n    root: loud\n", env_of({})),
+                    Catch::Contains("not a log level"));
+  CHECK_THROWS_AS(load_from_string("- a\n- b\n", env_of({})), config_error);
+}
