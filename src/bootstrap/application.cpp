@@ -6,10 +6,16 @@
 #include <condition_variable>
 #include <thread>
 
+#include "inventory/adapters/pg_product_repository.hpp"
+#include "inventory/adapters/product_routes.hpp"
+#include "orders/adapters/order_routes.hpp"
+#include "orders/adapters/pg_order_repository.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/router.hpp"
 #include "platform/http/server.hpp"
 #include "platform/kafka/kafka_admin.hpp"
+#include "platform/kafka/producer.hpp"
+#include "platform/outbox/outbox_relay.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/pg/migrator.hpp"
@@ -44,13 +50,29 @@ struct application::parts {
   explicit parts(const config::app_config& c)
       : pool(c.database.url, static_cast<std::size_t>(c.database.pool_size),
              c.database.connect_timeout),
+        blocking(static_cast<std::size_t>(c.database.pool_size)),
         admin(c.kafka.bootstrap_servers),
+        producer(c.kafka.bootstrap_servers, std::chrono::seconds(10)),
+        relay({c.database.url, 500, std::chrono::milliseconds(1000)}, producer),
+        orders(pool, c.kafka.order_placed.name),
+        customers(pool),
+        products(pool),
         monitor(c.runtime.health_interval),
-        server(ioc, c.http, routes) {}
+        server(ioc, c.http, routes) {
+    pool.add_setup(orders::pg_order_repository::prepare_statements);
+    pool.add_setup(inventory::pg_product_repository::prepare_statements);
+  }
 
   asio::io_context ioc;
   pg::connection_pool pool;
+  // Runs the blocking database calls of HTTP handlers; one thread per pooled connection.
+  asio::thread_pool blocking;
   kafka::kafka_admin admin;
+  kafka::producer producer;
+  outbox::outbox_relay relay;
+  orders::pg_order_repository orders;
+  orders::pg_customer_repository customers;
+  inventory::pg_product_repository products;
   runtime::health_monitor monitor;
   http::router routes;
   http::server server;
@@ -85,6 +107,10 @@ int application::run() {
       return std::string(p.startup_phase.load());
     return std::nullopt;
   });
+
+  orders::add_order_routes(p.routes, {p.orders, p.customers, p.blocking,
+                                      {c.orders.max_quantity, c.orders.max_items}, c.admin.token});
+  inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
 
   try {
     p.server.start();
@@ -135,6 +161,7 @@ int application::run() {
           return;
       }
     }
+    p.relay.start();
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
   });
@@ -178,6 +205,9 @@ int application::run() {
     t.join();
 
   startup.join();
+  p.relay.stop();
+  p.blocking.join();
+  if (!p.producer.flush(std::chrono::seconds(5))) logger->warn("some Kafka messages were not flushed");
   p.monitor.stop();
   logger->info("stopped");
   return 0;

@@ -1,0 +1,255 @@
+#include "orders/adapters/order_routes.hpp"
+
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
+#include <charconv>
+#include <variant>
+
+#include "orders/adapters/order_json.hpp"
+#include "orders/app/place_order.hpp"
+#include "platform/http/bearer_auth.hpp"
+#include "platform/http/blocking_handler.hpp"
+#include "platform/json/json_escape.hpp"
+
+namespace op::orders {
+namespace {
+
+using http::request_context;
+using http::response;
+using http::status;
+
+constexpr std::size_t max_idempotency_key_length = 255;
+constexpr int default_list_limit = 50;
+constexpr int max_list_limit = 200;
+
+class json_presenter final : public order_presenter {
+ public:
+  std::string accepted_response(const std::string& order_id) const override {
+    return placement_json(order_id, "PLACED");
+  }
+  std::string placed_event(const order_view& order) const override { return order_json(order); }
+};
+
+// FNV-1a over the body: tells "same request again" from "same key, other request".
+std::string fingerprint(std::string_view body) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : body) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return fmt::format("{:016x}-{}", h, body.size());
+}
+
+response validation_error(const std::vector<violation>& violations) {
+  const auto& first = violations.front();
+  std::string body = R"({"error":"validation_failed","field":)" + json::quoted(first.field) +
+                     R"(,"message":)" + json::quoted(first.field + " " + first.rule) +
+                     R"(,"violations":[)";
+  for (std::size_t i = 0; i < violations.size(); ++i) {
+    if (i)
+      body += ',';
+    body += R"({"field":)" + json::quoted(violations[i].field) + R"(,"rule":)" +
+            json::quoted(violations[i].rule) + "}";
+  }
+  body += "]}";
+  return http::json_response(status::bad_request, std::move(body));
+}
+
+response order_not_found(const std::string& id) {
+  return http::error_response(status::not_found, "not_found", "orderId", "no order with id " + id);
+}
+
+bool known_status(std::string_view s) {
+  for (auto name : {"PLACED", "VALIDATED", "INVENTORY_RESERVED", "PAYMENT_PROCESSED", "CONFIRMED",
+                    "CANCELLED", "FAILED"})
+    if (s == name)
+      return true;
+  return false;
+}
+
+// Reads {"email","name","active"} for PUT /api/admin/customers/{id}.
+std::variant<customer, response> parse_customer(const std::string& id, std::string_view body) {
+  namespace rj = rapidjson;
+  auto bad = [](const char* field, std::string message) {
+    return http::error_response(status::bad_request, "validation_failed", field, message);
+  };
+  if (!is_valid_id(id))
+    return bad("customerId", "customerId must be 1-64 characters of letters, digits, -_.:");
+  rj::Document doc;
+  doc.Parse(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject())
+    return http::error_response(status::bad_request, "malformed_json", std::nullopt,
+                                "request body must be a JSON object");
+  customer c;
+  c.customer_id = id;
+  if (!doc.HasMember("email") || !doc["email"].IsString())
+    return bad("email", "email is required and must be a string");
+  c.email = doc["email"].GetString();
+  if (!looks_like_email(c.email))
+    return bad("email", "email must be an email address");
+  if (doc.HasMember("name")) {
+    if (!doc["name"].IsString())
+      return bad("name", "name must be a string");
+    c.name = doc["name"].GetString();
+    if (c.name.size() > max_name_length)
+      return bad("name", "name must be at most 200 characters");
+  }
+  if (doc.HasMember("active")) {
+    if (!doc["active"].IsBool())
+      return bad("active", "active must be true or false");
+    c.active = doc["active"].GetBool();
+  }
+  return c;
+}
+
+std::string customer_json(const customer& c) {
+  return R"({"customerId":)" + json::quoted(c.customer_id) + R"(,"email":)" +
+         json::quoted(c.email) + R"(,"name":)" + json::quoted(c.name) + R"(,"active":)" +
+         (c.active ? "true" : "false") + "}";
+}
+
+}  // namespace
+
+void add_order_routes(http::router& routes, const order_routes_context& context) {
+  auto ctx = std::make_shared<order_routes_context>(context);
+
+  routes.add(
+      http::verb::post, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {
+        const std::string& body = req.req.body();
+        if (body.empty())
+          co_return http::error_response(status::bad_request, "malformed_json", std::nullopt,
+                                         "request body is required");
+        std::optional<idempotency> key;
+        if (auto header = req.header("Idempotency-Key"); !header.empty()) {
+          if (header.size() > max_idempotency_key_length)
+            co_return http::error_response(status::bad_request, "validation_failed",
+                                           "Idempotency-Key",
+                                           "Idempotency-Key must be at most 255 characters");
+          key = idempotency{std::string(header), fingerprint(body)};
+        }
+        auto parsed = parse_order_draft(body);
+        if (parsed.malformed)
+          co_return http::error_response(status::bad_request, "malformed_json", std::nullopt,
+                                         parsed.malformed_message);
+        if (!parsed.draft)
+          co_return validation_error(parsed.errors);
+        auto violations = check(*parsed.draft, ctx->limits);
+        if (!violations.empty())
+          co_return validation_error(violations);
+
+        auto work = [ctx, draft = std::move(*parsed.draft), key]() mutable {
+          static const json_presenter presenter;
+          auto result = place_order(ctx->orders, presenter, ctx->limits, std::move(draft), key);
+          switch (result.outcome) {
+            case place_order_result::kind::invalid:
+              return validation_error(result.violations);
+            case place_order_result::kind::idempotency_key_reused:
+              return http::error_response(
+                  status::unprocessable_entity, "idempotency_key_reused", "Idempotency-Key",
+                  "this Idempotency-Key was used for a different request (order " +
+                      result.order_id + ")");
+            case place_order_result::kind::replayed: {
+              auto res = http::json_response(status::ok, result.response_body);
+              res.set("Idempotent-Replayed", "true");
+              return res;
+            }
+            case place_order_result::kind::accepted:
+              break;
+          }
+          return http::json_response(status::ok, result.response_body);
+        };
+        co_return co_await http::run_blocking(ctx->blocking, work);
+      });
+
+  routes.add(http::verb::get, "/api/orders/{id}",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               auto id = req.path_params.at("id");
+               auto work = [ctx, id] {
+                 auto order = ctx->orders.find(id);
+                 if (!order)
+                   return order_not_found(id);
+                 return http::json_response(status::ok, order_json(*order));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
+
+  routes.add(http::verb::get, "/api/orders/{id}/events",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               auto id = req.path_params.at("id");
+               auto work = [ctx, id] {
+                 auto events = ctx->orders.history(id);
+                 if (!events)
+                   return order_not_found(id);
+                 return http::json_response(status::ok, history_json(id, *events));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
+
+  routes.add(
+      http::verb::get, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {
+        order_filter filter;
+        filter.customer_id = req.query_param("customerId");
+        filter.status = req.query_param("status");
+        filter.limit = default_list_limit;
+        if (filter.status && !known_status(*filter.status))
+          co_return http::error_response(
+              status::bad_request, "validation_failed", "status",
+              "status must be one of PLACED, VALIDATED, INVENTORY_RESERVED, "
+              "PAYMENT_PROCESSED, CONFIRMED, CANCELLED, FAILED");
+        if (auto limit = req.query_param("limit")) {
+          int value = 0;
+          auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), value);
+          if (ec != std::errc{} || end != limit->data() + limit->size() || value < 1 ||
+              value > max_list_limit)
+            co_return http::error_response(status::bad_request, "validation_failed", "limit",
+                                           "limit must be an integer from 1 to 200");
+          filter.limit = value;
+        }
+        auto work = [ctx, filter] {
+          return http::json_response(status::ok, order_list_json(ctx->orders.list(filter)));
+        };
+        co_return co_await http::run_blocking(ctx->blocking, work);
+      });
+
+  routes.add(http::verb::get, "/api/admin/metrics",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               if (auto denied = http::require_bearer(req, ctx->admin_token))
+                 co_return *denied;
+               auto work = [ctx] {
+                 return http::json_response(status::ok,
+                                            status_counts_json(ctx->orders.count_by_status()));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
+
+  routes.add(http::verb::put, "/api/admin/customers/{id}",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               if (auto denied = http::require_bearer(req, ctx->admin_token))
+                 co_return *denied;
+               auto parsed = parse_customer(req.path_params.at("id"), req.req.body());
+               if (auto* error = std::get_if<response>(&parsed))
+                 co_return std::move(*error);
+               auto work = [ctx, c = std::get<customer>(parsed)] {
+                 return http::json_response(status::ok, customer_json(ctx->customers.upsert(c)));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
+
+  routes.add(http::verb::get, "/api/admin/customers/{id}",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               if (auto denied = http::require_bearer(req, ctx->admin_token))
+                 co_return *denied;
+               auto id = req.path_params.at("id");
+               auto work = [ctx, id] {
+                 auto c = ctx->customers.find(id);
+                 if (!c)
+                   return http::error_response(status::not_found, "not_found", "customerId",
+                                               "no customer with id " + id);
+                 return http::json_response(status::ok, customer_json(*c));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
+}
+
+}  // namespace op::orders

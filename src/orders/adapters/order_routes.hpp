@@ -1,0 +1,26 @@
+#pragma once
+// The orders HTTP API:
+//   POST /api/orders                 place an order (Idempotency-Key honoured)
+//   GET  /api/orders/{id}            one order
+//   GET  /api/orders/{id}/events     its status history
+//   GET  /api/orders?customerId=&status=&limit=   newest first, bounded
+//   GET  /api/admin/metrics          order count per status        (admin token)
+//   PUT/GET /api/admin/customers/{id}                                (admin token)
+
+#include "orders/app/ports.hpp"
+#include "orders/domain/order_rules.hpp"
+#include "platform/http/router.hpp"
+
+namespace op::orders {
+
+struct order_routes_context {
+  order_repository& orders;
+  customer_repository& customers;
+  asio::thread_pool& blocking;
+  order_limits limits;
+  std::string admin_token;
+};
+
+void add_order_routes(http::router& routes, const order_routes_context& context);
+
+}  // namespace op::orders

@@ -1,0 +1,210 @@
+#include "orders/adapters/pg_order_repository.hpp"
+
+#include <map>
+
+#include "platform/outbox/outbox.hpp"
+
+namespace op::orders {
+namespace {
+
+constexpr const char* iso_utc =
+    R"(to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))";
+
+std::string iso(const char* column) {
+  std::string out = iso_utc;
+  out.replace(out.find("%s"), 2, column);
+  return out;
+}
+
+const std::string order_columns =
+    "order_id, customer_id, coalesce(customer_email, ''), coalesce(shipping_address, ''),"
+    " payment_method, status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
+    " total_cents, " +
+    iso("created_at") + ", " + iso("updated_at");
+
+order_view read_order(const pqxx::row& r) {
+  order_view o;
+  o.order_id = r[0].as<std::string>();
+  o.customer_id = r[1].as<std::string>();
+  o.customer_email = r[2].as<std::string>();
+  o.shipping_address = r[3].as<std::string>();
+  o.payment_method = r[4].as<std::string>();
+  o.status = r[5].as<std::string>();
+  o.cancel_reason = r[6].as<std::string>();
+  o.cancel_detail = r[7].as<std::string>();
+  o.total_amount = money::from_cents(r[8].as<std::int64_t>());
+  o.created_at = r[9].as<std::string>();
+  o.updated_at = r[10].as<std::string>();
+  return o;
+}
+
+order_item read_item(const pqxx::row& r) {
+  return {r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::int64_t>(),
+          money::from_cents(r[4].as<std::int64_t>())};
+}
+
+// Items of several orders in one round trip.
+void attach_items(pqxx::work& tx, std::vector<order_view>& orders) {
+  if (orders.empty())
+    return;
+  std::string ids = "{";
+  std::map<std::string, order_view*> by_id;
+  for (auto& o : orders) {
+    if (ids.size() > 1)
+      ids += ',';
+    ids += '"' + o.order_id + '"';  // our ids never contain quotes or backslashes
+    by_id[o.order_id] = &o;
+  }
+  ids += '}';
+  for (const auto& r : tx.exec_prepared("order_items_of", ids))
+    by_id[r[0].as<std::string>()]->items.push_back(read_item(r));
+}
+
+}  // namespace
+
+pg_order_repository::pg_order_repository(pg::connection_pool& pool, std::string order_placed_topic)
+    : pool_(pool), order_placed_topic_(std::move(order_placed_topic)) {}
+
+void pg_order_repository::prepare_statements(pqxx::connection& c) {
+  c.prepare("idempotency_claim",
+            "INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, response_body)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING");
+  c.prepare("idempotency_find",
+            "SELECT request_hash, order_id, response_body FROM idempotency_keys"
+            " WHERE idempotency_key = $1");
+  c.prepare("order_insert",
+            "INSERT INTO orders (order_id, customer_id, customer_email, shipping_address,"
+            " payment_method, total_cents, status) VALUES ($1, $2, NULLIF($3, ''),"
+            " NULLIF($4, ''), $5, $6, 'PLACED')");
+  c.prepare("order_item_insert",
+            "INSERT INTO order_items (order_id, line_no, product_id, product_name, quantity,"
+            " price_cents) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6)");
+  c.prepare("order_event_insert",
+            "INSERT INTO order_events (order_id, seq, status) VALUES ($1, 1, 'PLACED')");
+  c.prepare("saga_insert", "INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
+  c.prepare("order_find", "SELECT " + order_columns + " FROM orders WHERE order_id = $1");
+  c.prepare("order_items_of",
+            "SELECT order_id, product_id, coalesce(product_name, ''), quantity, price_cents"
+            " FROM order_items WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no");
+  c.prepare("order_history", "SELECT seq, status, coalesce(reason, ''), coalesce(detail, ''), " +
+                                 iso("at") + " FROM order_events WHERE order_id = $1 ORDER BY seq");
+  c.prepare("order_exists", "SELECT 1 FROM orders WHERE order_id = $1");
+  c.prepare("order_list", "SELECT " + order_columns +
+                              " FROM orders WHERE ($1::text IS NULL OR customer_id = $1)"
+                              " AND ($2::text IS NULL OR status = $2)"
+                              " ORDER BY created_at DESC, order_id DESC LIMIT $3");
+  c.prepare("order_status_counts",
+            "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status");
+  c.prepare("customer_upsert",
+            "INSERT INTO customers (customer_id, email, name, active) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (customer_id) DO UPDATE SET email = EXCLUDED.email,"
+            " name = EXCLUDED.name, active = EXCLUDED.active, updated_at = now()");
+  c.prepare("customer_find",
+            "SELECT customer_id, email, name, active FROM customers WHERE customer_id = $1");
+  outbox::prepare_statements(c);
+}
+
+placement_result pg_order_repository::place(const new_order& order,
+                                            const std::optional<idempotency>& key) {
+  return pool_.with_connection([&](pqxx::connection& c) -> placement_result {
+    pqxx::work tx(c);
+    if (key) {
+      // A concurrent request with the same key waits here on the row lock until the first
+      // commits, then finds its row: it can never create a second order.
+      auto claimed = tx.exec_prepared("idempotency_claim", key->key, key->request_hash,
+                                      order.order_id, order.response_body);
+      if (claimed.affected_rows() == 0) {
+        auto row = tx.exec_prepared1("idempotency_find", key->key);
+        if (row[0].as<std::string>() != key->request_hash)
+          return {placement_result::kind::key_reused_with_other_body, row[1].as<std::string>(), {}};
+        return {placement_result::kind::replayed, row[1].as<std::string>(),
+                row[2].as<std::string>()};
+      }
+    }
+    const auto& d = order.draft;
+    tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
+                     d.shipping_address, d.payment_method, d.total_amount.cents());
+    int line = 0;
+    for (const auto& item : d.items)
+      tx.exec_prepared("order_item_insert", order.order_id, ++line, item.product_id,
+                       item.product_name, item.quantity, item.price.cents());
+    tx.exec_prepared("order_event_insert", order.order_id);
+    tx.exec_prepared("saga_insert", order.order_id);
+    outbox::append(tx, {order_placed_topic_, order.order_id, "OrderPlaced", order.order_id,
+                        order.placed_event_payload});
+    tx.commit();
+    return {placement_result::kind::created, order.order_id, order.response_body};
+  });
+}
+
+std::optional<order_view> pg_order_repository::find(const std::string& order_id) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<order_view> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("order_find", order_id);
+    if (rows.empty())
+      return std::nullopt;
+    std::vector<order_view> found{read_order(rows[0])};
+    attach_items(tx, found);
+    return std::move(found[0]);
+  });
+}
+
+std::optional<std::vector<order_event_view>> pg_order_repository::history(
+    const std::string& order_id) {
+  return pool_.with_connection(
+      [&](pqxx::connection& c) -> std::optional<std::vector<order_event_view>> {
+        pqxx::work tx(c);
+        auto rows = tx.exec_prepared("order_history", order_id);
+        if (rows.empty() && tx.exec_prepared("order_exists", order_id).empty())
+          return std::nullopt;
+        std::vector<order_event_view> out;
+        for (const auto& r : rows)
+          out.push_back({r[0].as<int>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                         r[3].as<std::string>(), r[4].as<std::string>()});
+        return out;
+      });
+}
+
+std::vector<order_view> pg_order_repository::list(const order_filter& filter) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("order_list", filter.customer_id, filter.status, filter.limit);
+    std::vector<order_view> out;
+    for (const auto& r : rows)
+      out.push_back(read_order(r));
+    attach_items(tx, out);
+    return out;
+  });
+}
+
+std::vector<status_count> pg_order_repository::count_by_status() {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    std::vector<status_count> out;
+    for (const auto& r : tx.exec_prepared("order_status_counts"))
+      out.push_back({r[0].as<std::string>(), r[1].as<std::int64_t>()});
+    return out;
+  });
+}
+
+customer pg_customer_repository::upsert(const customer& cu) {
+  return pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_prepared("customer_upsert", cu.customer_id, cu.email, cu.name, cu.active);
+    tx.commit();
+    return cu;
+  });
+}
+
+std::optional<customer> pg_customer_repository::find(const std::string& customer_id) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<customer> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("customer_find", customer_id);
+    if (rows.empty())
+      return std::nullopt;
+    return customer{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(),
+                    rows[0][2].as<std::string>(), rows[0][3].as<bool>()};
+  });
+}
+
+}  // namespace op::orders

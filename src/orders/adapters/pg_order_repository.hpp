@@ -1,0 +1,38 @@
+#pragma once
+// PostgreSQL implementation of the orders ports. Thread-safe: every call borrows its own
+// connection from the pool. Calls block; run them off the I/O threads.
+
+#include "orders/app/ports.hpp"
+#include "platform/pg/connection_pool.hpp"
+
+namespace op::orders {
+
+class pg_order_repository final : public order_repository {
+ public:
+  pg_order_repository(pg::connection_pool& pool, std::string order_placed_topic);
+
+  // Registers this repository's prepared statements; run on every new connection.
+  static void prepare_statements(pqxx::connection& connection);
+
+  placement_result place(const new_order& order, const std::optional<idempotency>& key) override;
+  std::optional<order_view> find(const std::string& order_id) override;
+  std::optional<std::vector<order_event_view>> history(const std::string& order_id) override;
+  std::vector<order_view> list(const order_filter& filter) override;
+  std::vector<status_count> count_by_status() override;
+
+ private:
+  pg::connection_pool& pool_;
+  const std::string order_placed_topic_;
+};
+
+class pg_customer_repository final : public customer_repository {
+ public:
+  explicit pg_customer_repository(pg::connection_pool& pool) : pool_(pool) {}
+  customer upsert(const customer& c) override;
+  std::optional<customer> find(const std::string& customer_id) override;
+
+ private:
+  pg::connection_pool& pool_;
+};
+
+}  // namespace op::orders

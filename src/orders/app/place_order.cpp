@@ -1,0 +1,55 @@
+#include "orders/app/place_order.hpp"
+
+#include "orders/app/order_ids.hpp"
+
+#include <chrono>
+#include <ctime>
+
+namespace op::orders {
+namespace {
+std::string utc_now() {
+  auto now = std::chrono::system_clock::now();
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis.count()));
+  return buf;
+}
+}  // namespace
+
+place_order_result place_order(order_repository& orders, const order_presenter& presenter,
+                               const order_limits& limits, order_draft draft,
+                               const std::optional<idempotency>& key) {
+  auto violations = check(draft, limits);
+  if (!violations.empty())
+    return {place_order_result::kind::invalid, std::move(violations), {}, {}};
+  if (draft.payment_method.empty()) draft.payment_method = std::string(default_payment_method);
+
+  new_order order;
+  order.order_id = new_order_id();
+  order_view placed{order.order_id,       draft.customer_id,     draft.customer_email,
+                    draft.shipping_address, draft.payment_method, "PLACED",
+                    {},                   {},                    draft.total_amount,
+                    draft.items,          utc_now(),             {}};
+  placed.updated_at = placed.created_at;
+  order.placed_event_payload = presenter.placed_event(placed);
+  order.response_body = presenter.accepted_response(order.order_id);
+  order.draft = std::move(draft);
+
+  auto stored = orders.place(order, key);
+  switch (stored.outcome) {
+    case placement_result::kind::created:
+      return {place_order_result::kind::accepted, {}, stored.order_id, stored.response_body};
+    case placement_result::kind::replayed:
+      return {place_order_result::kind::replayed, {}, stored.order_id, stored.response_body};
+    case placement_result::kind::key_reused_with_other_body:
+      break;
+  }
+  return {place_order_result::kind::idempotency_key_reused, {}, stored.order_id, {}};
+}
+
+}  // namespace op::orders

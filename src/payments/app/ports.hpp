@@ -1,0 +1,49 @@
+#pragma once
+// What the payment use cases need from the outside world. The payment stage talks to a
+// gateway only through payment_gateway; adapters/ holds the HTTP implementation and
+// test/support the fakes.
+
+#include <cstdint>
+#include <string>
+
+#include "platform/runtime/asio.hpp"
+
+namespace op::payments {
+
+struct charge_request {
+  std::string order_id;
+  std::int64_t amount_cents = 0;
+  std::string payment_method;  // a gateway token such as "pm_card_visa"
+};
+
+// transient_failure means "we do not know yet": the charge may be retried later with the
+// same order id and cannot be taken twice, because implementations key every call on it.
+enum class gateway_outcome { approved, declined, transient_failure };
+
+struct charge_result {
+  gateway_outcome outcome = gateway_outcome::transient_failure;
+  std::string charge_id;     // when approved
+  std::string decline_code;  // when declined, e.g. "insufficient_funds"
+  std::string message;       // human-readable detail for logs and the saga's reason
+};
+
+struct refund_result {
+  gateway_outcome outcome = gateway_outcome::transient_failure;
+  std::int64_t refunded_cents = 0;  // 0 when the order had nothing to refund
+  std::string message;
+};
+
+// Implementations must be safe to call concurrently from many coroutines on any executor.
+class payment_gateway {
+ public:
+  virtual ~payment_gateway() = default;
+
+  // Charges an order at most once, however often it is called for that order.
+  virtual asio::awaitable<charge_result> charge(charge_request request) = 0;
+
+  // Refunds the order's charge in full; a refund of an order never charged is an approved
+  // no-op, so a compensating refund is always safe to send.
+  virtual asio::awaitable<refund_result> refund(std::string order_id) = 0;
+};
+
+}  // namespace op::payments

@@ -1,0 +1,106 @@
+#include "platform/kafka/producer.hpp"
+
+#include "platform/kafka/kafka_admin.hpp"
+#include "platform/log/logging.hpp"
+
+#include <fmt/format.h>
+#include <librdkafka/rdkafkacpp.h>
+
+namespace op::kafka {
+
+namespace {
+// Each message carries its own slot, owned by the delivery report that frees it, so a report
+// arriving after send_batch gave up writes into live memory.
+struct delivery_slot {
+  std::shared_ptr<std::vector<int>> batch;  // 0 pending, 1 delivered, 2 failed
+  std::size_t index;
+};
+}  // namespace
+
+class producer::delivery_reporter final : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {
+ public:
+  void dr_cb(RdKafka::Message& message) override {
+    std::unique_ptr<delivery_slot> slot(static_cast<delivery_slot*>(message.msg_opaque()));
+    if (slot) (*slot->batch)[slot->index] = message.err() == RdKafka::ERR_NO_ERROR ? 1 : 2;
+    if (message.err() != RdKafka::ERR_NO_ERROR)
+      log::get("kafka")->warn("delivery to {} failed: {}", message.topic_name(), message.errstr());
+  }
+  void event_cb(RdKafka::Event& event) override {
+    static auto logger = log::get("kafka");
+    if (event.type() == RdKafka::Event::EVENT_LOG)
+      logger->debug("producer {}: {}", event.fac(), event.str());
+    else if (event.type() == RdKafka::Event::EVENT_ERROR)
+      logger->debug("producer error: {}", event.str());
+  }
+};
+
+producer::producer(const std::string& bootstrap_servers, std::chrono::milliseconds delivery_timeout,
+                   std::chrono::milliseconds linger)
+    : reporter_(std::make_unique<delivery_reporter>()), delivery_timeout_(delivery_timeout) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  auto set = [&](const std::string& key, const std::string& value) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK)
+      throw kafka_error(fmt::format("producer {}={}: {}", key, value, err));
+  };
+  set("bootstrap.servers", bootstrap_servers);
+  set("enable.idempotence", "true");
+  set("acks", "all");
+  set("linger.ms", std::to_string(linger.count()));
+  set("message.timeout.ms", std::to_string(delivery_timeout.count()));
+  set("compression.type", "lz4");
+  if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(reporter_.get()), err) !=
+          RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", static_cast<RdKafka::EventCb*>(reporter_.get()), err) !=
+          RdKafka::Conf::CONF_OK)
+    throw kafka_error("producer callbacks: " + err);
+  producer_.reset(RdKafka::Producer::create(conf.get(), err));
+  if (!producer_) throw kafka_error("cannot create producer: " + err);
+}
+
+producer::~producer() {
+  if (producer_) producer_->flush(2000);
+}
+
+std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& messages) {
+  auto batch = std::make_shared<std::vector<int>>(messages.size(), 0);
+  auto& state = *batch;
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    for (;;) {
+      RdKafka::Headers* headers = RdKafka::Headers::create();
+      for (const auto& h : m.headers) headers->add(h.name, h.value);
+      auto* slot = new delivery_slot{batch, i};
+      auto code = producer_->produce(m.topic, RdKafka::Topic::PARTITION_UA,
+                                     RdKafka::Producer::RK_MSG_COPY,
+                                     const_cast<char*>(m.payload.data()), m.payload.size(),
+                                     m.key.data(), m.key.size(), 0, headers, slot);
+      if (code == RdKafka::ERR_NO_ERROR) break;  // librdkafka owns headers and slot now
+      delete headers;
+      delete slot;
+      if (code == RdKafka::ERR__QUEUE_FULL) {
+        producer_->poll(50);
+        continue;
+      }
+      state[i] = 2;
+      log::get("kafka")->warn("cannot enqueue message for {}: {}", m.topic, RdKafka::err2str(code));
+      break;
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + delivery_timeout_ + std::chrono::seconds(5);
+  auto pending = [&] {
+    for (int s : state)
+      if (s == 0) return true;
+    return false;
+  };
+  while (pending() && std::chrono::steady_clock::now() < deadline) producer_->poll(10);
+  std::vector<bool> delivered(messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) delivered[i] = state[i] == 1;
+  return delivered;
+}
+
+bool producer::flush(std::chrono::milliseconds timeout) {
+  return producer_->flush(static_cast<int>(timeout.count())) == RdKafka::ERR_NO_ERROR;
+}
+
+}  // namespace op::kafka

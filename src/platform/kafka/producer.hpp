@@ -1,0 +1,53 @@
+#pragma once
+// An idempotent Kafka producer (enable.idempotence, acks=all) that sends a batch and waits
+// for every message's delivery report, so the caller knows exactly which messages the
+// cluster has acknowledged. Used from one thread at a time.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace RdKafka {
+class Producer;
+}
+
+namespace op::kafka {
+
+struct header {
+  std::string name;
+  std::string value;
+};
+
+struct outgoing_message {
+  std::string topic;
+  std::string key;
+  std::string payload;
+  std::vector<header> headers;
+};
+
+class producer {
+ public:
+  // `delivery_timeout`: how long librdkafka keeps trying one message before reporting
+  // failure (message.timeout.ms), e.g. while the broker is down.
+  producer(const std::string& bootstrap_servers, std::chrono::milliseconds delivery_timeout,
+           std::chrono::milliseconds linger = std::chrono::milliseconds(2));
+  ~producer();
+  producer(const producer&) = delete;
+  producer& operator=(const producer&) = delete;
+
+  // Sends every message and waits for the delivery reports; element i tells whether
+  // messages[i] was acknowledged by the cluster.
+  std::vector<bool> send_batch(const std::vector<outgoing_message>& messages);
+
+  // Waits for everything in flight; returns false when some did not make it in time.
+  bool flush(std::chrono::milliseconds timeout);
+
+ private:
+  class delivery_reporter;
+  std::unique_ptr<delivery_reporter> reporter_;
+  std::unique_ptr<RdKafka::Producer> producer_;
+  std::chrono::milliseconds delivery_timeout_;
+};
+
+}  // namespace op::kafka

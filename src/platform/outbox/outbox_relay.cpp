@@ -1,0 +1,119 @@
+#include "platform/outbox/outbox_relay.hpp"
+
+#include "platform/json/json_escape.hpp"
+#include "platform/log/logging.hpp"
+#include "platform/outbox/outbox.hpp"
+
+#include <pqxx/pqxx>
+
+namespace op::outbox {
+
+// The relay's connection and its LISTEN registration.
+class pqxx_session {
+ public:
+  explicit pqxx_session(const std::string& conninfo) : connection(conninfo), listener(connection) {
+    connection.prepare("outbox_claim",
+                       "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
+                       " payload, to_char(created_at AT TIME ZONE 'UTC',"
+                       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM outbox WHERE sent_at IS NULL"
+                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
+    connection.prepare("outbox_mark_sent",
+                       "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])");
+  }
+  pqxx::connection connection;
+
+ private:
+  struct wake_listener final : pqxx::notification_receiver {
+    explicit wake_listener(pqxx::connection& c) : pqxx::notification_receiver(c, wake_channel) {}
+    void operator()(const std::string&, int) override {}
+  } listener;
+};
+
+std::string envelope(const std::string& event_id, const std::string& event_type,
+                     const std::string& order_id, const std::string& occurred_at,
+                     const std::string& payload) {
+  std::string out;
+  out.reserve(payload.size() + 200);
+  out += R"({"eventId":)" + json::quoted(event_id);
+  out += R"(,"eventType":)" + json::quoted(event_type);
+  out += R"(,"orderId":)" + json::quoted(order_id);
+  out += R"(,"occurredAt":)" + json::quoted(occurred_at);
+  out += R"(,"payload":)" + payload + "}";
+  return out;
+}
+
+outbox_relay::outbox_relay(relay_settings settings, kafka::producer& producer)
+    : settings_(std::move(settings)), producer_(producer) {}
+
+outbox_relay::~outbox_relay() { stop(); }
+
+void outbox_relay::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void outbox_relay::stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void outbox_relay::run() {
+  auto logger = log::get("outbox");
+  std::unique_ptr<pqxx_session> session;
+  while (!stopping_) {
+    try {
+      if (!session) session = std::make_unique<pqxx_session>(settings_.conninfo);
+      int claimed = relay_batch(*session);
+      if (claimed < settings_.batch_size && !stopping_) {
+        // Idle: sleep until an order commits (NOTIFY) or the wait runs out. Short waits keep
+        // stop() prompt.
+        auto waited = std::chrono::milliseconds(0);
+        while (!stopping_ && waited < settings_.idle_wait) {
+          if (session->connection.await_notification(0, 100'000) > 0) break;
+          waited += std::chrono::milliseconds(100);
+        }
+      }
+    } catch (const std::exception& e) {
+      logger->warn("outbox relay interrupted, retrying: {}", e.what());
+      session.reset();
+      for (int i = 0; i < 10 && !stopping_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
+int outbox_relay::relay_batch(pqxx_session& session) {
+  pqxx::work tx(session.connection);
+  auto rows = tx.exec_prepared("outbox_claim", settings_.batch_size);
+  if (rows.empty()) return 0;
+  std::vector<kafka::outgoing_message> messages;
+  messages.reserve(rows.size());
+  for (const auto& r : rows) {
+    auto event_id = r[1].as<std::string>();
+    auto event_type = r[4].as<std::string>();
+    auto correlation_id = r[5].as<std::string>();
+    messages.push_back({r[2].as<std::string>(), r[3].as<std::string>(),
+                        envelope(event_id, event_type, r[3].as<std::string>(),
+                                 r[7].as<std::string>(), r[6].as<std::string>()),
+                        {{"event-id", event_id},
+                         {"event-type", event_type},
+                         {"correlation-id", correlation_id}}});
+  }
+  auto delivered = producer_.send_batch(messages);
+  std::string ids = "{";
+  int sent = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (!delivered[i]) continue;
+    if (sent++) ids += ',';
+    ids += rows[i][0].c_str();
+  }
+  ids += '}';
+  if (sent) tx.exec_prepared("outbox_mark_sent", ids);
+  tx.commit();
+  published_ += sent;
+  if (static_cast<std::size_t>(sent) < rows.size())
+    throw std::runtime_error(std::to_string(rows.size() - static_cast<std::size_t>(sent)) +
+                             " outbox events not acknowledged by Kafka");
+  return static_cast<int>(rows.size());
+}
+
+}  // namespace op::outbox

@@ -1,0 +1,50 @@
+#pragma once
+// Publishes outbox rows to Kafka and marks them sent. Runs on its own thread with its own
+// PostgreSQL connection, woken by NOTIFY when an order commits (and every second anyway).
+// Rows are claimed with FOR UPDATE SKIP LOCKED, so several replicas share the work; a row is
+// marked sent only after Kafka acknowledged it, so nothing is lost while the broker is down.
+// A crash between acknowledgement and marking republishes the row with the same event id.
+
+#include "platform/kafka/producer.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+namespace op::outbox {
+
+struct relay_settings {
+  std::string conninfo;
+  int batch_size = 500;
+  std::chrono::milliseconds idle_wait{1000};
+};
+
+class outbox_relay {
+ public:
+  outbox_relay(relay_settings settings, kafka::producer& producer);
+  ~outbox_relay();
+
+  void start();
+  void stop();  // finishes the batch in hand, then returns
+
+  std::int64_t published() const { return published_; }
+
+ private:
+  void run();
+  // Publishes one batch; returns how many rows it claimed.
+  int relay_batch(class pqxx_session& session);
+
+  relay_settings settings_;
+  kafka::producer& producer_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::int64_t> published_{0};
+  std::thread thread_;
+};
+
+// The Kafka message value of an outbox row: the documented event envelope.
+std::string envelope(const std::string& event_id, const std::string& event_type,
+                     const std::string& order_id, const std::string& occurred_at,
+                     const std::string& payload);
+
+}  // namespace op::outbox

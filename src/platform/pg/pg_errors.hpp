@@ -1,0 +1,13 @@
+#pragma once
+// Sorts database failures into "PostgreSQL is unavailable or overloaded, try again" and
+// everything else (bugs, constraint violations), so callers can answer 503 or retry.
+
+#include <exception>
+
+namespace op::pg {
+
+// Connection lost or refused, pool exhausted, server shutting down, too many connections,
+// serialization failure or deadlock.
+bool is_transient(const std::exception& e);
+
+}  // namespace op::pg
