@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/test_environment.hpp"
 
@@ -26,6 +27,7 @@ server_process::server_process(std::map<std::string, std::string> env) : port_(f
       {"KAFKA_GROUP_ID", unique_name("test-group")},
       {"APP_HEALTH_INTERVAL", "200"},
       {"SHUTDOWN_TIMEOUT", "5000"},
+      {"ADMIN_TOKEN", test_admin_token},
   };
   for (auto& [k, v] : env)
     env_[k] = v;

@@ -1,0 +1,284 @@
+// The orders HTTP API against the real server, PostgreSQL and Kafka.
+
+#include "support/catalog_fixture.hpp"
+#include "support/http_client.hpp"
+#include "support/kafka_test_consumer.hpp"
+#include "support/server_process.hpp"
+#include "support/test_environment.hpp"
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
+#include <set>
+#include <thread>
+
+using namespace op;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string seed_order = R"({
+    "customerId": "cust-123",
+    "customerEmail": "john@example.com",
+    "totalAmount": 199.99,
+    "shippingAddress": "123 Main St, City, Country",
+    "items": [
+      {
+        "productId": "prod-456",
+        "productName": "Wireless Headphones",
+        "quantity": 1,
+        "price": 199.99
+      }
+    ]
+  })";
+
+std::string order_for(const std::string& customer, const std::string& product, int quantity,
+                      const std::string& price, const std::string& total) {
+  return fmt::format(
+      R"({{"customerId":"{}","totalAmount":{},"items":[{{"productId":"{}","quantity":{},"price":{}}}]}})",
+      customer, total, product, quantity, price);
+}
+
+struct running_server {
+  test::server_process server;
+  running_server() {
+    server.start();
+    server.wait_until_ready();
+    test::put_customer(port(), "cust-123", "john@example.com");
+    test::put_product(port(), "prod-456", "Wireless Headphones", "199.99", 1000000);
+  }
+  unsigned short port() const { return server.port(); }
+};
+
+test::http_reply post_order(unsigned short port, const std::string& body,
+                            const std::string& idempotency_key = "") {
+  std::map<std::string, std::string> headers;
+  if (!idempotency_key.empty()) headers["Idempotency-Key"] = idempotency_key;
+  return test::http_call(port, "POST", "/api/orders", body, headers);
+}
+
+}  // namespace
+
+TEST_CASE("the seed's curl example is answered as the seed documents", "[orders]") {
+  running_server s;
+  auto reply = post_order(s.port(), seed_order);
+  REQUIRE(reply.status == 200);
+  auto id = test::json_field(reply.body, "orderId");
+  REQUIRE(id.rfind("ORD-", 0) == 0);
+  CHECK(test::json_field(reply.body, "message") == "Order placed successfully. Order ID: " + id);
+  CHECK(test::json_field(reply.body, "status") == "PLACED");
+
+  auto order = test::http_get(s.port(), "/api/orders/" + id);
+  REQUIRE(order.status == 200);
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(order.body.c_str());
+  CHECK(std::string(doc["orderId"].GetString()) == id);
+  CHECK(std::string(doc["customerId"].GetString()) == "cust-123");
+  CHECK(std::string(doc["totalAmount"].GetString()) == "199.99");
+  CHECK(doc["items"].Size() == 1);
+  CHECK(std::string(doc["items"][0]["price"].GetString()) == "199.99");
+  CHECK(doc.HasMember("status"));
+  CHECK(doc.HasMember("createdAt"));
+  CHECK(doc.HasMember("updatedAt"));
+
+  auto history = test::http_get(s.port(), "/api/orders/" + id + "/events");
+  REQUIRE(history.status == 200);
+  CHECK(history.body.find(R"("seq":1,"status":"PLACED")") != std::string::npos);
+
+  auto missing = test::http_get(s.port(), "/api/orders/ORD-DOES-NOT-EXIST");
+  CHECK(missing.status == 404);
+  CHECK(test::json_field(missing.body, "error") == "not_found");
+  CHECK(test::http_get(s.port(), "/api/orders/ORD-DOES-NOT-EXIST/events").status == 404);
+}
+
+TEST_CASE("money is exact: 0.10 x 3 is 0.30", "[orders][money]") {
+  running_server s;
+  test::put_product(s.port(), "prod-dime", "Dime", "0.10", 100);
+  auto reply = post_order(s.port(), order_for("cust-123", "prod-dime", 3, "0.10", "0.30"));
+  REQUIRE(reply.status == 200);
+  auto order = test::http_get(s.port(), "/api/orders/" + test::json_field(reply.body, "orderId"));
+  CHECK(order.body.find(R"("totalAmount":0.30)") != std::string::npos);
+  CHECK(order.body.find(R"("price":0.10)") != std::string::npos);
+}
+
+TEST_CASE("every class of bad input gets its 4xx naming the field, and the server stays healthy",
+          "[orders][validation]") {
+  running_server s;
+  struct bad_case {
+    std::string body;
+    int status;
+    std::string field;
+  };
+  std::string long_text(600, 'x');
+  std::vector<bad_case> cases = {
+      {"{not json", 400, "null"},
+      {"[1,2]", 400, "null"},
+      {R"({"customerId":123,"totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "customerId"},
+      {R"({"totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1}]})", 400,
+       "customerId"},
+      {R"({"customerId":"c","totalAmount":1})", 400, "items"},
+      {R"({"customerId":"c","totalAmount":1,"items":[]})", 400, "items"},
+      {R"({"customerId":"c","totalAmount":1,"items":"x"})", 400, "items"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":0,"price":1}]})",
+       400, "items[0].quantity"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1.5,"price":1}]})",
+       400, "items[0].quantity"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":"2","price":1}]})",
+       400, "items[0].quantity"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1001,"price":1}]})",
+       400, "items[0].quantity"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":-1}]})",
+       400, "items[0].price"},
+      {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1.999}]})",
+       400, "items[0].price"},
+      {R"({"customerId":"c","totalAmount":-5,"items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "totalAmount"},
+      {R"({"customerId":"c","totalAmount":"5","items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "totalAmount"},
+      {R"({"customerId":"c","customerEmail":"not-an-email","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "customerEmail"},
+      {R"({"customerId":"c","shippingAddress":")" + long_text +
+           R"(","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "shippingAddress"},
+      {R"({"customerId":")" + long_text +
+           R"(","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1}]})",
+       400, "customerId"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.body.substr(0, 200));
+    auto reply = post_order(s.port(), c.body);
+    CHECK(reply.status == c.status);
+    CHECK(reply.headers["content-type"] == "application/json");
+    CHECK(test::json_field(reply.body, "field") == c.field);
+    CHECK_FALSE(test::json_field(reply.body, "message").empty());
+  }
+
+  std::string huge = R"({"customerId":"c","shippingAddress":")" + std::string(1100 * 1024, 'a') + "\"}";
+  auto too_large = post_order(s.port(), huge);
+  CHECK(too_large.status == 413);
+  CHECK(test::json_field(too_large.body, "error") == "payload_too_large");
+
+  CHECK(test::http_call(s.port(), "DELETE", "/api/orders").status == 405);
+  CHECK(test::http_get(s.port(), "/api/nothing/here").status == 404);
+  CHECK(test::http_get(s.port(), "/api/orders?status=SHIPPED").status == 400);
+  CHECK(test::http_get(s.port(), "/api/orders?limit=0").status == 400);
+  CHECK(test::http_get(s.port(), "/api/orders?limit=5000").status == 400);
+
+  CHECK(test::http_get(s.port(), "/actuator/health/readiness").status == 200);
+  CHECK(s.server.running());
+}
+
+TEST_CASE("an Idempotency-Key replays the first answer and never creates a second order",
+          "[orders][idempotency]") {
+  running_server s;
+  auto customer = test::unique_name("cust-idem");
+  test::put_customer(s.port(), customer, "idem@example.com");
+  auto body = order_for(customer, "prod-456", 1, "199.99", "199.99");
+  auto key = test::unique_name("key");
+
+  auto first = post_order(s.port(), body, key);
+  REQUIRE(first.status == 200);
+  auto again = post_order(s.port(), body, key);
+  CHECK(again.status == 200);
+  CHECK(again.body == first.body);
+  CHECK(again.headers["idempotent-replayed"] == "true");
+
+  auto other = post_order(s.port(), order_for(customer, "prod-456", 2, "199.99", "399.98"), key);
+  CHECK(other.status == 422);
+  CHECK(test::json_field(other.body, "field") == "Idempotency-Key");
+
+  // Twenty concurrent requests with one new key: one order, twenty identical answers.
+  auto concurrent_key = test::unique_name("key");
+  std::vector<std::string> answers(20);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < answers.size(); ++i)
+    threads.emplace_back([&, i] {
+      auto r = post_order(s.port(), body, concurrent_key);
+      answers[i] = r.status == 200 ? test::json_field(r.body, "orderId") : "status " + std::to_string(r.status);
+    });
+  for (auto& t : threads) t.join();
+  std::set<std::string> distinct(answers.begin(), answers.end());
+  CHECK(distinct.size() == 1);
+  CHECK(distinct.begin()->rfind("ORD-", 0) == 0);
+
+  auto list = test::http_get(s.port(), "/api/orders?customerId=" + customer + "&limit=200");
+  REQUIRE(list.status == 200);
+  CHECK(test::json_field(list.body, "count") == "2");
+}
+
+TEST_CASE("orders list newest first, filtered and bounded", "[orders]") {
+  running_server s;
+  auto customer = test::unique_name("cust-list");
+  test::put_customer(s.port(), customer, "list@example.com");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(test::json_field(
+        post_order(s.port(), order_for(customer, "prod-456", 1, "199.99", "199.99")).body,
+        "orderId"));
+  auto list = test::http_get(s.port(), "/api/orders?customerId=" + customer + "&limit=2");
+  REQUIRE(list.status == 200);
+  CHECK(test::json_field(list.body, "count") == "2");
+  CHECK(list.body.find(ids[2]) < list.body.find(ids[1]));
+  CHECK(list.body.find(ids[0]) == std::string::npos);
+}
+
+TEST_CASE("admin routes need the bearer token", "[orders][admin]") {
+  running_server s;
+  CHECK(test::http_get(s.port(), "/api/admin/metrics").status == 401);
+  CHECK(test::http_call(s.port(), "GET", "/api/admin/metrics", "",
+                        {{"Authorization", "Bearer wrong"}})
+            .status == 401);
+  auto metrics = test::http_call(s.port(), "GET", "/api/admin/metrics", "",
+                                 {{"Authorization", "Bearer " + test::test_admin_token}});
+  CHECK(metrics.status == 200);
+  CHECK(metrics.body.front() == '[');
+  CHECK(test::http_call(s.port(), "PUT", "/api/admin/products/p1", R"({"name":"x"})").status == 401);
+  auto bad_product = test::http_call(s.port(), "PUT", "/api/admin/products/p1",
+                                     R"({"name":"x","price":1.001,"stock":1})",
+                                     {{"Authorization", "Bearer " + test::test_admin_token}});
+  CHECK(bad_product.status == 400);
+  CHECK(test::json_field(bad_product.body, "field") == "price");
+  auto stock = test::get_stock(s.port(), "prod-456");
+  CHECK(stock.available + stock.reserved + stock.sold >= 1000000);
+}
+
+TEST_CASE("an accepted order's OrderPlaced event arrives on orders.placed as documented",
+          "[orders][kafka]") {
+  running_server s;
+  test::kafka_test_consumer reader("orders.placed");
+  auto id = test::json_field(post_order(s.port(), seed_order).body, "orderId");
+  auto messages = reader.wait_for_key(id, 1, 30s);
+  REQUIRE(messages.size() == 1);
+  const auto& m = messages[0];
+  CHECK(m.headers.at("event-type") == "OrderPlaced");
+  CHECK(m.headers.at("correlation-id") == id);
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseNumbersAsStringsFlag>(m.value.c_str());
+  REQUIRE(doc.IsObject());
+  CHECK(std::string(doc["eventId"].GetString()) == m.headers.at("event-id"));
+  CHECK(std::string(doc["eventType"].GetString()) == "OrderPlaced");
+  CHECK(std::string(doc["orderId"].GetString()) == id);
+  CHECK(doc.HasMember("occurredAt"));
+  CHECK(std::string(doc["payload"]["orderId"].GetString()) == id);
+  CHECK(std::string(doc["payload"]["totalAmount"].GetString()) == "199.99");
+}
+
+TEST_CASE("orders accepted while Kafka is down are published once it returns",
+          "[orders][kafka][outage]") {
+  running_server s;
+  REQUIRE(test::run_script("./scripts/infra/kafka stop test") == 0);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto reply = post_order(s.port(), seed_order);
+    CHECK(reply.status == 200);
+    ids.push_back(test::json_field(reply.body, "orderId"));
+  }
+  REQUIRE(test::run_script("./scripts/infra/kafka start test") == 0);
+  test::kafka_test_consumer reader("orders.placed");
+  for (const auto& id : ids) {
+    auto messages = reader.wait_for_key(id, 1, 60s);
+    CHECK(messages.size() == 1);
+  }
+}

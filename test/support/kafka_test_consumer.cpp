@@ -1,0 +1,52 @@
+#include "support/kafka_test_consumer.hpp"
+
+#include "support/test_environment.hpp"
+
+#include <catch2/catch.hpp>
+#include <librdkafka/rdkafkacpp.h>
+
+namespace op::test {
+
+kafka_test_consumer::kafka_test_consumer(const std::string& topic) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  conf->set("bootstrap.servers", kafka_brokers(), err);
+  conf->set("group.id", unique_name("test-reader"), err);
+  conf->set("auto.offset.reset", "earliest", err);
+  conf->set("enable.auto.commit", "false", err);
+  consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  REQUIRE(consumer_);
+  REQUIRE(consumer_->subscribe({topic}) == RdKafka::ERR_NO_ERROR);
+}
+
+kafka_test_consumer::~kafka_test_consumer() {
+  if (consumer_) consumer_->close();
+}
+
+std::vector<consumed_message> kafka_test_consumer::wait_for_key(const std::string& key,
+                                                                std::size_t count,
+                                                                std::chrono::seconds timeout) {
+  auto matching = [&] {
+    std::vector<consumed_message> out;
+    for (const auto& m : seen_)
+      if (m.key == key) out.push_back(m);
+    return out;
+  };
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (matching().size() < count && std::chrono::steady_clock::now() < deadline) {
+    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(200));
+    if (msg->err() != RdKafka::ERR_NO_ERROR) continue;
+    consumed_message m;
+    if (msg->key()) m.key = *msg->key();
+    m.value.assign(static_cast<const char*>(msg->payload()), msg->len());
+    m.partition = msg->partition();
+    m.offset = msg->offset();
+    if (auto* headers = msg->headers())
+      for (const auto& h : headers->get_all())
+        m.headers[h.key()] = std::string(static_cast<const char*>(h.value()), h.value_size());
+    seen_.push_back(std::move(m));
+  }
+  return matching();
+}
+
+}  // namespace op::test

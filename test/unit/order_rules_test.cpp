@@ -1,0 +1,122 @@
+#include "orders/adapters/order_json.hpp"
+#include "orders/domain/order_rules.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace op::orders;
+
+namespace {
+order_draft valid_draft() {
+  order_draft d;
+  d.customer_id = "cust-123";
+  d.customer_email = "john@example.com";
+  d.total_amount = money::from_cents(19999);
+  d.items.push_back({"prod-456", "Wireless Headphones", 1, money::from_cents(19999)});
+  return d;
+}
+
+std::vector<std::string> fields_of(const std::vector<violation>& vs) {
+  std::vector<std::string> out;
+  for (const auto& v : vs) out.push_back(v.field + ": " + v.rule);
+  return out;
+}
+
+std::vector<std::string> parse_errors(const std::string& body) {
+  auto parsed = parse_order_draft(body);
+  return fields_of(parsed.errors);
+}
+}  // namespace
+
+TEST_CASE("a complete order breaks no rule", "[rules]") {
+  CHECK(check(valid_draft(), {}).empty());
+}
+
+TEST_CASE("each order rule names its field", "[rules]") {
+  order_limits limits{5, 2};
+  auto d = valid_draft();
+  d.customer_id = "";
+  CHECK(fields_of(check(d, limits)) == std::vector<std::string>{"customerId: is required"});
+  d = valid_draft();
+  d.customer_id = "bad id!";
+  CHECK(check(d, limits).at(0).field == "customerId");
+  d = valid_draft();
+  d.customer_id = std::string(65, 'a');
+  CHECK(check(d, limits).at(0).field == "customerId");
+  d = valid_draft();
+  d.customer_email = "john.example.com";
+  CHECK(check(d, limits).at(0).field == "customerEmail");
+  d = valid_draft();
+  d.shipping_address = std::string(501, 'a');
+  CHECK(fields_of(check(d, limits)) ==
+        std::vector<std::string>{"shippingAddress: must be at most 500 characters"});
+  d = valid_draft();
+  d.payment_method = "visa";
+  CHECK(check(d, limits).at(0).field == "paymentMethod");
+  d = valid_draft();
+  d.items.clear();
+  CHECK(fields_of(check(d, limits)) ==
+        std::vector<std::string>{"items: must contain at least one item"});
+  d = valid_draft();
+  d.items.assign(3, d.items[0]);
+  CHECK(fields_of(check(d, limits)) ==
+        std::vector<std::string>{"items: must contain at most 2 items"});
+  d = valid_draft();
+  d.items[0].quantity = 0;
+  CHECK(fields_of(check(d, limits)) ==
+        std::vector<std::string>{"items[0].quantity: must be a positive integer"});
+  d.items[0].quantity = 6;
+  CHECK(fields_of(check(d, limits)) ==
+        std::vector<std::string>{"items[0].quantity: must be at most 5"});
+  d = valid_draft();
+  d.items[0].product_id = "";
+  CHECK(check(d, limits).at(0).field == "items[0].productId");
+  d = valid_draft();
+  d.items[0].product_name = std::string(201, 'n');
+  CHECK(check(d, limits).at(0).field == "items[0].productName");
+}
+
+TEST_CASE("emails are checked for their shape", "[rules]") {
+  CHECK(looks_like_email("john@example.com"));
+  CHECK(looks_like_email("a.b+c@sub.example.co"));
+  CHECK_FALSE(looks_like_email("john@"));
+  CHECK_FALSE(looks_like_email("@example.com"));
+  CHECK_FALSE(looks_like_email("john@example"));
+  CHECK_FALSE(looks_like_email("jo hn@example.com"));
+  CHECK_FALSE(looks_like_email("a@b@example.com"));
+  CHECK_FALSE(looks_like_email("john@example..com"));
+}
+
+TEST_CASE("the request JSON is read exactly and typed strictly", "[rules][json]") {
+  auto parsed = parse_order_draft(
+      R"({"customerId":"c","totalAmount":0.30,"items":[{"productId":"p","quantity":3,"price":0.10}]})");
+  REQUIRE(parsed.draft);
+  CHECK(parsed.draft->total_amount.cents() == 30);
+  CHECK(parsed.draft->items[0].price.cents() == 10);
+  CHECK(parsed.draft->items[0].quantity == 3);
+
+  CHECK(parse_order_draft("{oops").malformed);
+  CHECK(parse_order_draft("[]").malformed);
+  CHECK(parse_errors(R"({"customerId":1,"totalAmount":1,"items":[]})") ==
+        std::vector<std::string>{"customerId: must be a string"});
+  CHECK(parse_errors(R"({"customerId":"c","totalAmount":"1","items":[]})") ==
+        std::vector<std::string>{"totalAmount: must be a number"});
+  CHECK(parse_errors(R"({"customerId":"c","totalAmount":1.001,"items":[]})") ==
+        std::vector<std::string>{"totalAmount: must have at most 2 decimal places"});
+  CHECK(parse_errors(R"({"customerId":"c","totalAmount":1})") ==
+        std::vector<std::string>{"items: is required"});
+  CHECK(parse_errors(R"({"customerId":"c","totalAmount":1,"items":{}})") ==
+        std::vector<std::string>{"items: must be an array"});
+  CHECK(parse_errors(R"({"customerId":"c","totalAmount":1,"items":[5]})") ==
+        std::vector<std::string>{"items[0]: must be an object"});
+  CHECK(parse_errors(
+            R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":2.5,"price":1}]})") ==
+        std::vector<std::string>{"items[0].quantity: must be a positive integer"});
+  CHECK(parse_errors(
+            R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":-2}]})") ==
+        std::vector<std::string>{"items[0].price: must not be negative"});
+}
+
+TEST_CASE("the placement answer carries the seed's message", "[json]") {
+  CHECK(placement_json("ORD-1", "PLACED") ==
+        R"({"message":"Order placed successfully. Order ID: ORD-1","orderId":"ORD-1","status":"PLACED"})");
+}
