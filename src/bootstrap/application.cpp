@@ -10,10 +10,13 @@
 #include "inventory/adapters/product_routes.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
+#include "orders/adapters/saga_stage_handlers.hpp"
+#include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/router.hpp"
 #include "platform/http/server.hpp"
 #include "platform/kafka/kafka_admin.hpp"
+#include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/kafka/producer.hpp"
 #include "platform/outbox/outbox_relay.hpp"
 #include "platform/log/logging.hpp"
@@ -57,10 +60,27 @@ struct application::parts {
         orders(pool, c.kafka.order_placed.name),
         customers(pool),
         products(pool),
+        gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
+        stages(pool, blocking, gateway,
+               {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
+                c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
+                c.kafka.order_failed.name}),
         monitor(c.runtime.health_interval),
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
+    pool.add_setup(orders::saga_stage_handlers::prepare_statements);
+    auto stage = [&](const config::topic_config& topic, auto member) {
+      consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
+          kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
+          stage_workers, [this, member](const kafka::consumed_message& m) {
+            return (stages.*member)(m);
+          }));
+    };
+    stage(c.kafka.order_placed, &orders::saga_stage_handlers::validate);
+    stage(c.kafka.order_validated, &orders::saga_stage_handlers::reserve);
+    stage(c.kafka.inventory_reserved, &orders::saga_stage_handlers::pay);
+    stage(c.kafka.payment_processed, &orders::saga_stage_handlers::confirm);
   }
 
   asio::io_context ioc;
@@ -73,6 +93,11 @@ struct application::parts {
   orders::pg_order_repository orders;
   orders::pg_customer_repository customers;
   inventory::pg_product_repository products;
+  payments::http_payment_gateway gateway;
+  orders::saga_stage_handlers stages;
+  // The partitions' strands of every stage share these threads.
+  asio::thread_pool stage_workers{2};
+  std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
   runtime::health_monitor monitor;
   http::router routes;
   http::server server;
@@ -162,52 +187,58 @@ int application::run() {
       }
     }
     p.relay.start();
+    for (auto& consumer : p.consumers) consumer->start();
+    p.stages.start_refunds(p.ioc);
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
   });
 
   asio::signal_set signals(p.ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec)
-      return;
+    if (ec) return;
     logger->info("received {}, draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
-    p.draining = true;
+    p.draining = true;  // readiness turns false at once
     {
       std::lock_guard lock(p.stop_mutex);
       p.stop_requested = true;
     }
     p.stop_requested_cv.notify_all();
-    p.server.stop();
-    asio::co_spawn(
-        p.ioc,
-        [&]() -> asio::awaitable<void> {
-          auto deadline = std::chrono::steady_clock::now() + c.runtime.shutdown_timeout;
-          asio::steady_timer timer(co_await asio::this_coro::executor);
-          while (p.server.open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
-            timer.expires_after(20ms);
-            co_await timer.async_wait(asio::use_awaitable);
-          }
-          if (auto left = p.server.open_connections())
-            logger->warn("closing {} connections still open after the drain timeout", left);
-          p.server.close_all();
-          p.ioc.stop();
-        },
-        asio::detached);
   });
 
   unsigned threads = c.http.threads > 0 ? static_cast<unsigned>(c.http.threads)
                                         : std::max(2u, std::thread::hardware_concurrency());
   std::vector<std::thread> io_threads;
-  for (unsigned i = 1; i < threads; ++i)
-    io_threads.emplace_back([&] { p.ioc.run(); });
-  p.ioc.run();
-  for (auto& t : io_threads)
-    t.join();
+  for (unsigned i = 0; i < threads; ++i) io_threads.emplace_back([&] { p.ioc.run(); });
 
+  {
+    std::unique_lock lock(p.stop_mutex);
+    p.stop_requested_cv.wait(lock, [&] { return p.stop_requested; });
+  }
+
+  // Shutdown, in reverse order of start: HTTP first (no new orders), then the stages finish
+  // what they hold and commit their offsets, then the relay publishes what is committed.
+  auto deadline = std::chrono::steady_clock::now() + c.runtime.shutdown_timeout;
+  p.server.stop();
+  while (p.server.open_connections() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  if (auto left = p.server.open_connections())
+    logger->warn("closing {} connections still open after the drain timeout", left);
+  p.server.close_all();
   startup.join();
+  auto remaining = [&] {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now()));
+  };
+  for (auto& consumer : p.consumers) consumer->stop(remaining());
+  p.stages.stop_refunds();
   p.relay.stop();
+  p.ioc.stop();
+  for (auto& t : io_threads) t.join();
+  p.stage_workers.join();
   p.blocking.join();
-  if (!p.producer.flush(std::chrono::seconds(5))) logger->warn("some Kafka messages were not flushed");
+  if (!p.producer.flush(std::chrono::seconds(5)))
+    logger->warn("some Kafka messages were not flushed");
   p.monitor.stop();
   logger->info("stopped");
   return 0;

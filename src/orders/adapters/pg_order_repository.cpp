@@ -137,15 +137,19 @@ placement_result pg_order_repository::place(const new_order& order,
   });
 }
 
+std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id) {
+  auto rows = tx.exec_prepared("order_find", order_id);
+  if (rows.empty())
+    return std::nullopt;
+  std::vector<order_view> found{read_order(rows[0])};
+  attach_items(tx, found);
+  return std::move(found[0]);
+}
+
 std::optional<order_view> pg_order_repository::find(const std::string& order_id) {
   return pool_.with_connection([&](pqxx::connection& c) -> std::optional<order_view> {
     pqxx::work tx(c);
-    auto rows = tx.exec_prepared("order_find", order_id);
-    if (rows.empty())
-      return std::nullopt;
-    std::vector<order_view> found{read_order(rows[0])};
-    attach_items(tx, found);
-    return std::move(found[0]);
+    return load_order(tx, order_id);
   });
 }
 

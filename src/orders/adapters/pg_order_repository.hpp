@@ -25,6 +25,9 @@ class pg_order_repository final : public order_repository {
   const std::string order_placed_topic_;
 };
 
+// The order with its items as seen inside `tx`; uses the statements prepare_statements made.
+std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id);
+
 class pg_customer_repository final : public customer_repository {
  public:
   explicit pg_customer_repository(pg::connection_pool& pool) : pool_(pool) {}
