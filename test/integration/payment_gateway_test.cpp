@@ -196,9 +196,13 @@ TEST_CASE("an order charged again, even concurrently, is charged once", "[paymen
   CHECK(fx.simulator.order("order-twice", "charges") == 1);
   CHECK(fx.simulator.order("order-twice", "chargeAttempts") == 2);
 
+  // Called from coroutines with a braced request, the way stage code calls the port.
+  auto charge_from_coroutine = [&fx]() -> asio::awaitable<payments::charge_result> {
+    co_return co_await fx.gateway.charge({"order-concurrent", 990, "pm_card_visa"});
+  };
   std::vector<std::future<payments::charge_result>> calls;
   for (int i = 0; i < 20; ++i)
-    calls.push_back(fx.start(fx.gateway.charge({"order-concurrent", 990, "pm_card_visa"})));
+    calls.push_back(asio::co_spawn(fx.ioc, charge_from_coroutine, asio::use_future));
   std::vector<payments::charge_result> results;
   for (auto& call : calls)
     results.push_back(call.get());

@@ -37,3 +37,10 @@ class kafka_test_consumer {
 };
 
 }  // namespace op::test
+
+namespace op::test {
+
+// Produces one message and waits for the broker's acknowledgement.
+void produce_message(const std::string& topic, const consumed_message& message);
+
+}  // namespace op::test

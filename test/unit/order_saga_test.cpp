@@ -157,50 +157,74 @@ const std::vector<expected_row>& transition_table() {
   using s = order_status;
   using r = cancel_reason;
   static const std::vector<expected_row> table = {
-      {s::placed, e::validation_passed, make_state(s::validated, {}, "", false, false),
+      {s::placed,
+       e::validation_passed,
+       make_state(s::validated, {}, "", false, false),
        {publish_order_validated}},
-      {s::placed, e::validation_failed,
+      {s::placed,
+       e::validation_failed,
        make_state(s::cancelled, r::validation_failed, "detail of validation_failed", false, false),
        {publish_order_failed}},
-      {s::validated, e::inventory_reserved, make_state(s::inventory_reserved, {}, "", true, false),
+      {s::validated,
+       e::inventory_reserved,
+       make_state(s::inventory_reserved, {}, "", true, false),
        {publish_inventory_reserved}},
-      {s::validated, e::out_of_stock,
+      {s::validated,
+       e::out_of_stock,
        make_state(s::cancelled, r::out_of_stock, "detail of out_of_stock", false, false),
        {publish_order_failed}},
-      {s::inventory_reserved, e::payment_captured,
-       make_state(s::payment_processed, {}, "", true, true), {publish_payment_processed}},
-      {s::inventory_reserved, e::payment_declined,
+      {s::inventory_reserved,
+       e::payment_captured,
+       make_state(s::payment_processed, {}, "", true, true),
+       {publish_payment_processed}},
+      {s::inventory_reserved,
+       e::payment_declined,
        make_state(s::cancelled, r::payment_declined, "detail of payment_declined", false, false),
        {release, publish_order_failed}},
-      {s::inventory_reserved, e::payment_failed,
+      {s::inventory_reserved,
+       e::payment_failed,
        make_state(s::cancelled, r::payment_failed, "detail of payment_failed", false, false),
        {release, publish_order_failed}},
-      {s::payment_processed, e::order_confirmed, make_state(s::confirmed, {}, "", false, true),
+      {s::payment_processed,
+       e::order_confirmed,
+       make_state(s::confirmed, {}, "", false, true),
        {commit, publish_order_confirmed}},
-      {s::placed, e::deadline_expired,
-       make_state(s::cancelled, r::validation_timeout, "", false, false), {publish_order_failed}},
-      {s::validated, e::deadline_expired,
-       make_state(s::cancelled, r::reservation_timeout, "", false, false), {publish_order_failed}},
-      {s::inventory_reserved, e::deadline_expired,
+      {s::placed,
+       e::deadline_expired,
+       make_state(s::cancelled, r::validation_timeout, "", false, false),
+       {publish_order_failed}},
+      {s::validated,
+       e::deadline_expired,
+       make_state(s::cancelled, r::reservation_timeout, "", false, false),
+       {publish_order_failed}},
+      {s::inventory_reserved,
+       e::deadline_expired,
        make_state(s::cancelled, r::payment_timeout, "", false, false),
        {refund, release, publish_order_failed}},
-      {s::payment_processed, e::deadline_expired,
+      {s::payment_processed,
+       e::deadline_expired,
        make_state(s::cancelled, r::confirmation_timeout, "", false, false),
        {refund, release, publish_order_failed}},
-      {s::placed, e::processing_failed,
+      {s::placed,
+       e::processing_failed,
        make_state(s::failed, {}, "detail of processing_failed", false, false),
        {publish_order_failed}},
-      {s::validated, e::processing_failed,
+      {s::validated,
+       e::processing_failed,
        make_state(s::failed, {}, "detail of processing_failed", false, false),
        {publish_order_failed}},
-      {s::inventory_reserved, e::processing_failed,
+      {s::inventory_reserved,
+       e::processing_failed,
        make_state(s::failed, {}, "detail of processing_failed", false, false),
        {release, publish_order_failed}},
-      {s::payment_processed, e::processing_failed,
+      {s::payment_processed,
+       e::processing_failed,
        make_state(s::failed, {}, "detail of processing_failed", false, false),
        {refund, release, publish_order_failed}},
-      {s::cancelled, e::payment_captured,
-       make_state(s::cancelled, r::payment_timeout, "cancelled earlier", false, false), {refund}},
+      {s::cancelled,
+       e::payment_captured,
+       make_state(s::cancelled, r::payment_timeout, "cancelled earlier", false, false),
+       {refund}},
   };
   return table;
 }
@@ -270,8 +294,8 @@ TEST_CASE("terminal statuses wait on no step; the others wait on exactly one", "
   CHECK(awaited_step(order_status::validated) == saga_step::reservation);
   CHECK(awaited_step(order_status::inventory_reserved) == saga_step::payment);
   CHECK(awaited_step(order_status::payment_processed) == saga_step::confirmation);
-  for (order_status status : {order_status::confirmed, order_status::cancelled,
-                              order_status::failed}) {
+  for (order_status status :
+       {order_status::confirmed, order_status::cancelled, order_status::failed}) {
     CHECK(is_terminal(status));
     CHECK_FALSE(awaited_step(status).has_value());
   }
@@ -329,9 +353,8 @@ TEST_CASE("the happy path walks from PLACED to CONFIRMED", "[saga]") {
 TEST_CASE("business failures cancel with a reason and undo the reservation", "[saga]") {
   SECTION("validation failed") {
     auto step = apply(state_in(order_status::placed), events::validation_failed{"no items"});
-    CHECK(step.next ==
-          make_state(order_status::cancelled, cancel_reason::validation_failed, "no items",
-                     false, false));
+    CHECK(step.next == make_state(order_status::cancelled, cancel_reason::validation_failed,
+                                  "no items", false, false));
     CHECK(step.commands == std::vector{publish_order_failed});
   }
   SECTION("out of stock") {
@@ -394,8 +417,7 @@ TEST_CASE("a dead-lettered message fails the order and undoes exactly what is he
         std::vector{refund, release, publish_order_failed});
   for (order_status status : {order_status::placed, order_status::validated,
                               order_status::inventory_reserved, order_status::payment_processed}) {
-    CHECK(from(status).next ==
-          make_state(order_status::failed, {}, "cannot decode", false, false));
+    CHECK(from(status).next == make_state(order_status::failed, {}, "cannot decode", false, false));
   }
 }
 
@@ -486,8 +508,8 @@ TEST_CASE("a stored state whose flags contradict its status is refused", "[saga]
     saga_state captured_flipped = good;
     captured_flipped.payment_captured = !good.payment_captured;
     saga_state reason_flipped = good;
-    reason_flipped.reason = good.reason ? std::nullopt
-                                        : std::optional<cancel_reason>(cancel_reason::out_of_stock);
+    reason_flipped.reason =
+        good.reason ? std::nullopt : std::optional<cancel_reason>(cancel_reason::out_of_stock);
 
     for (const saga_state& bad : {held_flipped, captured_flipped, reason_flipped}) {
       CHECK_FALSE(is_consistent(bad));
@@ -516,7 +538,7 @@ TEST_CASE("every event sequence keeps stock and money in line with the saga", "[
   std::size_t transitions = 0;
 
   std::function<void(const saga_state&, world, int)> walk = [&](const saga_state& state,
-                                                                 world outside, int depth) {
+                                                                world outside, int depth) {
     statuses_seen.insert(state.status);
     if (depth == 0)
       return;

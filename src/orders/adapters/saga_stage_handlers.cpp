@@ -1,5 +1,8 @@
 #include "orders/adapters/saga_stage_handlers.hpp"
 
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
 #include "orders/adapters/order_json.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "platform/json/json_escape.hpp"
@@ -7,9 +10,6 @@
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/pg_errors.hpp"
 #include "platform/runtime/offload.hpp"
-
-#include <fmt/format.h>
-#include <rapidjson/document.h>
 
 namespace op::orders {
 
@@ -32,11 +32,16 @@ const char* const confirm_consumer = "confirm";
 
 std::string event_type_of(topic_kind topic) {
   switch (topic) {
-    case topic_kind::order_validated: return "OrderValidated";
-    case topic_kind::inventory_reserved: return "InventoryReserved";
-    case topic_kind::payment_processed: return "PaymentProcessed";
-    case topic_kind::order_confirmed: return "OrderConfirmed";
-    case topic_kind::order_failed: return "OrderFailed";
+    case topic_kind::order_validated:
+      return "OrderValidated";
+    case topic_kind::inventory_reserved:
+      return "InventoryReserved";
+    case topic_kind::payment_processed:
+      return "PaymentProcessed";
+    case topic_kind::order_confirmed:
+      return "OrderConfirmed";
+    case topic_kind::order_failed:
+      return "OrderFailed";
   }
   return "Unknown";
 }
@@ -54,14 +59,18 @@ std::vector<std::pair<std::string, std::int64_t>> quantities(pqxx::work& tx,
 std::string validation_problem(pqxx::work& tx, const std::string& order_id,
                                const std::string& customer_id, std::int64_t total_cents) {
   auto customer = tx.exec_prepared("saga_customer_active", customer_id);
-  if (customer.empty()) return fmt::format("customer {} does not exist", customer_id);
-  if (!customer[0][0].as<bool>()) return fmt::format("customer {} is not active", customer_id);
+  if (customer.empty())
+    return fmt::format("customer {} does not exist", customer_id);
+  if (!customer[0][0].as<bool>())
+    return fmt::format("customer {} is not active", customer_id);
   std::int64_t sum = 0;
   for (const auto& r : tx.exec_prepared("saga_items_with_catalog", order_id)) {
     auto line = r[0].as<int>();
     auto product = r[1].as<std::string>();
-    if (r[4].is_null()) return fmt::format("product {} does not exist", product);
-    if (!r[5].as<bool>()) return fmt::format("product {} is not active", product);
+    if (r[4].is_null())
+      return fmt::format("product {} does not exist", product);
+    if (!r[5].as<bool>())
+      return fmt::format("product {} is not active", product);
     auto price = r[3].as<std::int64_t>();
     auto catalog = r[4].as<std::int64_t>();
     if (price != catalog)
@@ -116,6 +125,11 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_order_quantities",
             "SELECT product_id, sum(quantity)::bigint FROM order_items WHERE order_id = $1"
             " GROUP BY product_id ORDER BY product_id");
+  c.prepare("saga_lock_stock",
+            "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
+            " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
+            " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
+            " ORDER BY p.product_id FOR UPDATE OF p");
   c.prepare("saga_reserve",
             "UPDATE products SET available = available - $2, reserved = reserved + $2,"
             " updated_at = now() WHERE product_id = $1 AND available >= $2");
@@ -212,9 +226,11 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
     saga_row row;
     row.order_id = envelope.order_id;
     auto status = parse_order_status(r[0].as<std::string>());
-    if (!status) throw std::runtime_error("unknown saga state " + r[0].as<std::string>());
+    if (!status)
+      throw std::runtime_error("unknown saga state " + r[0].as<std::string>());
     row.state.status = *status;
-    if (!r[1].is_null()) row.state.reason = parse_cancel_reason(r[1].as<std::string>());
+    if (!r[1].is_null())
+      row.state.reason = parse_cancel_reason(r[1].as<std::string>());
     row.state.detail = r[2].as<std::string>();
     row.state.inventory_held = r[3].as<bool>();
     row.state.payment_captured = r[4].as<bool>();
@@ -244,7 +260,8 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
   const auto& next = transition.next;
   std::string status(to_string(next.status));
   std::optional<std::string> reason;
-  if (next.reason) reason = std::string(to_string(*next.reason));
+  if (next.reason)
+    reason = std::string(to_string(*next.reason));
   tx.exec_prepared("saga_update", order_id, status, reason, next.detail, next.inventory_held,
                    next.payment_captured);
   tx.exec_prepared("saga_order_status", order_id, status, reason, next.detail);
@@ -267,11 +284,21 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
         auto topic = *command.topic;
         const std::string* name = nullptr;
         switch (topic) {
-          case topic_kind::order_validated: name = &topics_.order_validated; break;
-          case topic_kind::inventory_reserved: name = &topics_.inventory_reserved; break;
-          case topic_kind::payment_processed: name = &topics_.payment_processed; break;
-          case topic_kind::order_confirmed: name = &topics_.order_confirmed; break;
-          case topic_kind::order_failed: name = &topics_.order_failed; break;
+          case topic_kind::order_validated:
+            name = &topics_.order_validated;
+            break;
+          case topic_kind::inventory_reserved:
+            name = &topics_.inventory_reserved;
+            break;
+          case topic_kind::payment_processed:
+            name = &topics_.payment_processed;
+            break;
+          case topic_kind::order_confirmed:
+            name = &topics_.order_confirmed;
+            break;
+          case topic_kind::order_failed:
+            name = &topics_.order_failed;
+            break;
         }
         auto order = load_order(tx, order_id);
         outbox::append(tx, {*name, order_id, event_type_of(topic), order_id,
@@ -284,32 +311,34 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
 
 asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work& tx, const saga_row& row) -> std::optional<saga_event> {
-                      if (row.state.status != order_status::placed)
-                        return events::validation_passed{};  // the saga refuses it, logged
-                      auto problem =
-                          validation_problem(tx, row.order_id, row.customer_id, row.total_cents);
-                      if (problem.empty()) return events::validation_passed{};
-                      return events::validation_failed{problem};
-                    };
+    if (row.state.status != order_status::placed)
+      return events::validation_passed{};  // the saga refuses it, logged
+    auto problem = validation_problem(tx, row.order_id, row.customer_id, row.total_cents);
+    if (problem.empty())
+      return events::validation_passed{};
+    return events::validation_failed{problem};
+  };
   co_await run_step(validate_consumer, message, effect);
 }
 
 asio::awaitable<void> saga_stage_handlers::reserve(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work& tx, const saga_row& row) -> std::optional<saga_event> {
-        if (row.state.status != order_status::validated) return events::inventory_reserved{};
-        auto wanted = quantities(tx, row.order_id);
-        // All items or none: a shortage rolls back the reservations made so far.
-        pqxx::subtransaction attempt(tx, "reserve");
-        for (const auto& [product, quantity] : wanted) {
-          if (attempt.exec_prepared("saga_reserve", product, quantity).affected_rows() == 0) {
-            attempt.abort();
-            return events::out_of_stock{
-                fmt::format("product {}: fewer than {} available", product, quantity)};
-          }
-        }
-        attempt.commit();
-        return events::inventory_reserved{};
-      };
+    if (row.state.status != order_status::validated)
+      return events::inventory_reserved{};
+    // All items or none: lock the order's product rows (in product order, so concurrent
+    // orders cannot deadlock), check every quantity, and only then take the stock.
+    auto locked = tx.exec_prepared("saga_lock_stock", row.order_id);
+    for (const auto& r : locked) {
+      auto available = r[1].as<std::int64_t>();
+      auto wanted = r[2].as<std::int64_t>();
+      if (available < wanted)
+        return events::out_of_stock{fmt::format("product {}: {} wanted, {} available",
+                                                r[0].as<std::string>(), wanted, available)};
+    }
+    for (const auto& r : locked)
+      tx.exec_prepared("saga_reserve", r[0].as<std::string>(), r[2].as<std::int64_t>());
+    return events::inventory_reserved{};
+  };
   co_await run_step(reserve_consumer, message, effect);
 }
 
@@ -329,7 +358,8 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
     pool_.with_connection([&](pqxx::connection& c) {
       pqxx::work tx(c);
       auto rows = tx.exec_prepared("saga_peek", envelope->order_id);
-      if (rows.empty() || rows[0][0].as<std::string>() != "INVENTORY_RESERVED") return;
+      if (rows.empty() || rows[0][0].as<std::string>() != "INVENTORY_RESERVED")
+        return;
       if (!tx.exec_prepared("saga_event_processed", pay_consumer, envelope->event_id).empty())
         return;
       due = true;
@@ -337,35 +367,38 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
       request.payment_method = rows[0][2].as<std::string>();
     });
   };
-  if (!co_await retry_transient(pay_consumer, envelope->order_id, peek)) co_return;
+  if (!co_await retry_transient(pay_consumer, envelope->order_id, peek))
+    co_return;
 
   std::optional<payments::charge_result> charged;
-  if (due) charged = co_await gateway_.charge(request);
+  if (due)
+    charged = co_await gateway_.charge(request);
 
-  const step_effect effect = [&charged](pqxx::work& tx, const saga_row& row) -> std::optional<saga_event> {
-        if (!charged) return std::nullopt;
-        switch (charged->outcome) {
-          case payments::gateway_outcome::approved:
-            tx.exec_prepared("saga_record_payment", row.order_id, charged->charge_id,
-                             row.total_cents);
-            return events::payment_captured{charged->charge_id};
-          case payments::gateway_outcome::declined:
-            return events::payment_declined{
-                charged->decline_code.empty()
-                    ? charged->message
-                    : fmt::format("{}: {}", charged->decline_code, charged->message)};
-          case payments::gateway_outcome::transient_failure:
-            break;
-        }
-        return events::payment_failed{charged->message};
-      };
+  const step_effect effect = [&charged](pqxx::work& tx,
+                                        const saga_row& row) -> std::optional<saga_event> {
+    if (!charged)
+      return std::nullopt;
+    switch (charged->outcome) {
+      case payments::gateway_outcome::approved:
+        tx.exec_prepared("saga_record_payment", row.order_id, charged->charge_id, row.total_cents);
+        return events::payment_captured{charged->charge_id};
+      case payments::gateway_outcome::declined:
+        return events::payment_declined{
+            charged->decline_code.empty()
+                ? charged->message
+                : fmt::format("{}: {}", charged->decline_code, charged->message)};
+      case payments::gateway_outcome::transient_failure:
+        break;
+    }
+    return events::payment_failed{charged->message};
+  };
   co_await run_step(pay_consumer, message, effect);
 }
 
 asio::awaitable<void> saga_stage_handlers::confirm(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work&, const saga_row&) -> std::optional<saga_event> {
-                      return events::order_confirmed{};
-                    };
+    return events::order_confirmed{};
+  };
   co_await run_step(confirm_consumer, message, effect);
 }
 
@@ -381,7 +414,8 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
             pending.push_back(r[0].as<std::string>());
         });
         for (const auto& order_id : pending) {
-          if (refunds_stopping_) break;
+          if (refunds_stopping_)
+            break;
           auto result = asio::co_spawn(ioc, gateway_.refund(order_id), asio::use_future).get();
           if (result.outcome == payments::gateway_outcome::transient_failure) {
             logger->warn("refund of order {} failed, will retry: {}", order_id, result.message);
@@ -406,7 +440,8 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
 
 void saga_stage_handlers::stop_refunds() {
   refunds_stopping_ = true;
-  if (refunds_.joinable()) refunds_.join();
+  if (refunds_.joinable())
+    refunds_.join();
 }
 
 }  // namespace op::orders

@@ -119,9 +119,7 @@ class transition_rules {
   }
 
  private:
-  saga_rejection refuse() const {
-    return {saga_error::event_does_not_fit, state_.status, kind_};
-  }
+  saga_rejection refuse() const { return {saga_error::event_does_not_fit, state_.status, kind_}; }
 
   saga_transition advance(order_status next, topic_kind topic) const {
     saga_transition out{state_, {saga_command::publish(topic)}};

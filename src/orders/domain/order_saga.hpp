@@ -97,12 +97,13 @@ enum class saga_event_kind {
   processing_failed,
 };
 
-inline constexpr std::array<saga_event_kind, std::variant_size_v<saga_event>> all_saga_event_kinds = {
-    saga_event_kind::validation_passed,  saga_event_kind::validation_failed,
-    saga_event_kind::inventory_reserved, saga_event_kind::out_of_stock,
-    saga_event_kind::payment_captured,   saga_event_kind::payment_declined,
-    saga_event_kind::payment_failed,     saga_event_kind::order_confirmed,
-    saga_event_kind::deadline_expired,   saga_event_kind::processing_failed,
+inline constexpr std::array<saga_event_kind, std::variant_size_v<saga_event>> all_saga_event_kinds =
+    {
+        saga_event_kind::validation_passed,  saga_event_kind::validation_failed,
+        saga_event_kind::inventory_reserved, saga_event_kind::out_of_stock,
+        saga_event_kind::payment_captured,   saga_event_kind::payment_declined,
+        saga_event_kind::payment_failed,     saga_event_kind::order_confirmed,
+        saga_event_kind::deadline_expired,   saga_event_kind::processing_failed,
 };
 
 saga_event_kind kind_of(const saga_event& event);

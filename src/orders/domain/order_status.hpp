@@ -19,8 +19,12 @@ enum class order_status {
 };
 
 inline constexpr std::array<order_status, 7> all_order_statuses = {
-    order_status::placed,    order_status::validated, order_status::inventory_reserved,
-    order_status::payment_processed, order_status::confirmed, order_status::cancelled,
+    order_status::placed,
+    order_status::validated,
+    order_status::inventory_reserved,
+    order_status::payment_processed,
+    order_status::confirmed,
+    order_status::cancelled,
     order_status::failed,
 };
 
@@ -48,10 +52,10 @@ enum class cancel_reason {
 };
 
 inline constexpr std::array<cancel_reason, 8> all_cancel_reasons = {
-    cancel_reason::validation_failed,    cancel_reason::out_of_stock,
-    cancel_reason::payment_declined,     cancel_reason::payment_failed,
-    cancel_reason::payment_timeout,      cancel_reason::confirmation_timeout,
-    cancel_reason::validation_timeout,   cancel_reason::reservation_timeout,
+    cancel_reason::validation_failed,  cancel_reason::out_of_stock,
+    cancel_reason::payment_declined,   cancel_reason::payment_failed,
+    cancel_reason::payment_timeout,    cancel_reason::confirmation_timeout,
+    cancel_reason::validation_timeout, cancel_reason::reservation_timeout,
 };
 
 // "OUT_OF_STOCK", "PAYMENT_DECLINED", ...
