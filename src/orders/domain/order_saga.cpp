@@ -79,7 +79,8 @@ class transition_rules {
   saga_result operator()(const events::payment_failed& event) const {
     if (state_.status != order_status::inventory_reserved)
       return refuse();
-    return cancel(cancel_reason::payment_failed, event.detail, false);
+    // A call that timed out may still have captured at the gateway; the refund covers it.
+    return cancel(cancel_reason::payment_failed, event.detail, true);
   }
 
   saga_result operator()(const events::order_confirmed&) const {
@@ -115,7 +116,9 @@ class transition_rules {
   saga_result operator()(const events::processing_failed& event) const {
     if (is_terminal(state_.status))
       return refuse();
-    return end(order_status::failed, std::nullopt, event.detail, false);
+    // Dead-lettered while waiting for the payment: a charge may have been captured.
+    return end(order_status::failed, std::nullopt, event.detail,
+               state_.status == order_status::inventory_reserved);
   }
 
  private:

@@ -192,7 +192,9 @@ class order_saga {
   //   VALIDATED + inventory_reserved -> INVENTORY_RESERVED; publish(inventory_reserved)
   //   VALIDATED + out_of_stock -> CANCELLED(OUT_OF_STOCK)
   //   INVENTORY_RESERVED + payment_captured -> PAYMENT_PROCESSED; publish(payment_processed)
-  //   INVENTORY_RESERVED + payment_declined|payment_failed -> CANCELLED; release
+  //   INVENTORY_RESERVED + payment_declined -> CANCELLED; release
+  //   INVENTORY_RESERVED + payment_failed -> CANCELLED; refund (a timed-out call may have
+  //     captured), release
   //   PAYMENT_PROCESSED + order_confirmed -> CONFIRMED; commit, publish(order_confirmed)
   //   non-terminal + deadline_expired -> CANCELLED(<step>_TIMEOUT); release and refund, when
   //     waiting on or past payment (a charge may still be in flight)
