@@ -198,7 +198,8 @@ TEST_CASE("an order charged again, even concurrently, is charged once", "[paymen
 
   // Called from coroutines with a braced request, the way stage code calls the port.
   auto charge_from_coroutine = [&fx]() -> asio::awaitable<payments::charge_result> {
-    co_return co_await fx.gateway.charge({"order-concurrent", 990, "pm_card_visa"});
+    payments::charge_request request{"order-concurrent", 990, "pm_card_visa"};
+    co_return co_await fx.gateway.charge(std::move(request));
   };
   std::vector<std::future<payments::charge_result>> calls;
   for (int i = 0; i < 20; ++i)

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <csignal>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <cstdio>
 
 #include "support/http_client.hpp"
@@ -27,6 +29,11 @@ simulator_process::simulator_process() {
   pid_ = ::fork();
   REQUIRE(pid_ >= 0);
   if (pid_ == 0) {
+    // Dies with the test, and holds none of the test runner's pipes: an orphan that kept
+    // CTest's output pipe open would hang the run.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, STDERR_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
     ::close(out[0]);
     ::close(out[1]);

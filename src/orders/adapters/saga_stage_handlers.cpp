@@ -245,8 +245,12 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
     }
     auto result = order_saga::apply(row.state, *event);
     if (auto* rejection = std::get_if<saga_rejection>(&result)) {
-      // Late, duplicated or out-of-order: record the event as seen and change nothing.
-      logger->warn("{}: order {}: {}", consumer, envelope.order_id, describe(*rejection));
+      // Late, duplicated or out-of-order: record the event as seen and change nothing. A saga
+      // row that contradicts itself is corrupt data an operator must look at.
+      if (rejection->error == saga_error::inconsistent_state)
+        logger->error("{}: order {}: {}", consumer, envelope.order_id, describe(*rejection));
+      else
+        logger->warn("{}: order {}: {}", consumer, envelope.order_id, describe(*rejection));
       tx.commit();
       return;
     }

@@ -406,9 +406,12 @@ asio::awaitable<charge_result> http_payment_gateway::impl::charge(charge_request
   writer.EndObject();
 
   int attempts = 0;
-  exchange_result result = co_await send("/v1/charges", "charge-" + request.order_id,
-                                         std::string(buffer.GetString(), buffer.GetSize()),
-                                         attempts);
+  // Named locals, not temporaries: see the coroutine argument rule in platform/runtime/asio.hpp.
+  std::string path = "/v1/charges";
+  std::string key = "charge-" + request.order_id;
+  std::string body(buffer.GetString(), buffer.GetSize());
+  exchange_result result =
+      co_await send(std::move(path), std::move(key), std::move(body), attempts);
   charge_result out;
   if (is_transient(result)) {
     out.outcome = gateway_outcome::transient_failure;
@@ -457,9 +460,11 @@ asio::awaitable<refund_result> http_payment_gateway::impl::refund(std::string or
   writer.EndObject();
 
   int attempts = 0;
+  std::string path = "/v1/refunds";
+  std::string key = "refund-" + order_id;
+  std::string body(buffer.GetString(), buffer.GetSize());
   exchange_result result =
-      co_await send("/v1/refunds", "refund-" + order_id,
-                    std::string(buffer.GetString(), buffer.GetSize()), attempts);
+      co_await send(std::move(path), std::move(key), std::move(body), attempts);
   refund_result out;
   if (is_transient(result)) {
     out.outcome = gateway_outcome::transient_failure;

@@ -3,6 +3,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <array>
+
 #include "platform/log/logging.hpp"
 
 namespace op::http {
@@ -84,6 +86,19 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
         boost::system::error_code ignored;
         co_await beast_http::async_write(conn->stream, *answer,
                                          asio::redirect_error(asio::use_awaitable, ignored));
+        // Lingering close: closing with unread request bytes makes the kernel send a reset,
+        // which can destroy the answer before the client reads it. Stop sending, then
+        // discard what the client still sends, for a bounded time and amount.
+        conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        conn->stream.expires_after(std::chrono::seconds(2));
+        std::array<char, 16384> sink;
+        std::size_t discarded = 0;
+        while (discarded < 4 * config_.body_limit_bytes) {
+          auto n = co_await conn->stream.async_read_some(
+              asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
+          if (ignored) break;
+          discarded += n;
+        }
       }
       break;
     }
