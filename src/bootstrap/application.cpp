@@ -13,13 +13,15 @@
 #include "orders/adapters/saga_stage_handlers.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/http/health_routes.hpp"
+#include "platform/http/metrics_routes.hpp"
 #include "platform/http/router.hpp"
 #include "platform/http/server.hpp"
 #include "platform/kafka/kafka_admin.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/kafka/producer.hpp"
-#include "platform/outbox/outbox_relay.hpp"
 #include "platform/log/logging.hpp"
+#include "platform/metrics/process_metrics.hpp"
+#include "platform/outbox/outbox_relay.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/pg/migrator.hpp"
 #include "platform/runtime/asio.hpp"
@@ -73,9 +75,8 @@ struct application::parts {
     auto stage = [&](const config::topic_config& topic, auto member) {
       consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
           kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
-          stage_workers, [this, member](const kafka::consumed_message& m) {
-            return (stages.*member)(m);
-          }));
+          stage_workers,
+          [this, member](const kafka::consumed_message& m) { return (stages.*member)(m); }));
     };
     stage(c.kafka.order_placed, &orders::saga_stage_handlers::validate);
     stage(c.kafka.order_validated, &orders::saga_stage_handlers::reserve);
@@ -133,8 +134,33 @@ int application::run() {
     return std::nullopt;
   });
 
-  orders::add_order_routes(p.routes, {p.orders, p.customers, p.blocking,
-                                      {c.orders.max_quantity, c.orders.max_items}, c.admin.token});
+  auto& registry = metrics::global();
+  metrics::register_process_metrics(registry);
+  registry.add_callback("db_pool_connections", "PostgreSQL connections of the pool, by state.",
+                        {{"state", "in_use"}},
+                        [&p] { return static_cast<double>(p.pool.in_use()); });
+  registry.add_callback("db_pool_connections", "PostgreSQL connections of the pool, by state.",
+                        {{"state", "idle"}},
+                        [&p] { return static_cast<double>(p.pool.size() - p.pool.in_use()); });
+  registry.add_callback("pipeline_messages_in_flight",
+                        "Messages handed to saga stages and not finished yet.", {}, [&p] {
+                          double total = 0;
+                          for (const auto& consumer : p.consumers)
+                            total += consumer->in_flight();
+                          return total;
+                        });
+  http::add_metrics_routes(p.routes, registry, [&p] {
+    std::vector<http::lag_sample> out;
+    for (const auto& consumer : p.consumers)
+      for (const auto& l : consumer->lag())
+        out.push_back({l.topic, l.partition, static_cast<double>(l.lag)});
+    return out;
+  });
+  orders::add_order_routes(p.routes, {p.orders,
+                                      p.customers,
+                                      p.blocking,
+                                      {c.orders.max_quantity, c.orders.max_items},
+                                      c.admin.token});
   inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
 
   try {
@@ -187,7 +213,8 @@ int application::run() {
       }
     }
     p.relay.start();
-    for (auto& consumer : p.consumers) consumer->start();
+    for (auto& consumer : p.consumers)
+      consumer->start();
     p.stages.start_refunds(p.ioc);
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
@@ -195,7 +222,8 @@ int application::run() {
 
   asio::signal_set signals(p.ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
+    if (ec)
+      return;
     logger->info("received {}, draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     p.draining = true;  // readiness turns false at once
     {
@@ -208,7 +236,8 @@ int application::run() {
   unsigned threads = c.http.threads > 0 ? static_cast<unsigned>(c.http.threads)
                                         : std::max(2u, std::thread::hardware_concurrency());
   std::vector<std::thread> io_threads;
-  for (unsigned i = 0; i < threads; ++i) io_threads.emplace_back([&] { p.ioc.run(); });
+  for (unsigned i = 0; i < threads; ++i)
+    io_threads.emplace_back([&] { p.ioc.run(); });
 
   {
     std::unique_lock lock(p.stop_mutex);
@@ -230,11 +259,13 @@ int application::run() {
                     std::chrono::duration_cast<std::chrono::milliseconds>(
                         deadline - std::chrono::steady_clock::now()));
   };
-  for (auto& consumer : p.consumers) consumer->stop(remaining());
+  for (auto& consumer : p.consumers)
+    consumer->stop(remaining());
   p.stages.stop_refunds();
   p.relay.stop();
   p.ioc.stop();
-  for (auto& t : io_threads) t.join();
+  for (auto& t : io_threads)
+    t.join();
   p.stage_workers.join();
   p.blocking.join();
   if (!p.producer.flush(std::chrono::seconds(5)))

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <rapidjson/document.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ class simulator_process {
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test must not leave it running
       ::dup2(out[1], STDOUT_FILENO);
       ::execl(PAYMENT_GATEWAY_SIMULATOR_BINARY, "payment-gateway-simulator", "--port", "0",
               static_cast<char*>(nullptr));

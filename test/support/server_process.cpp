@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <csignal>
-#include <sys/prctl.h>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -25,7 +25,9 @@ server_process::server_process(std::map<std::string, std::string> env) : port_(f
       {"KAFKA_BROKERS", kafka_brokers()},
       {"HTTP_PORT", std::to_string(port_)},
       {"HTTP_ADDRESS", "127.0.0.1"},
-      {"KAFKA_GROUP_ID", unique_name("test-group")},
+      // One group for every test server: each continues where the previous one stopped
+      // instead of replaying the topics from the beginning.
+      {"KAFKA_GROUP_ID", "order-pipeline-tests"},
       {"APP_HEALTH_INTERVAL", "200"},
       {"SHUTDOWN_TIMEOUT", "5000"},
       {"ADMIN_TOKEN", test_admin_token},

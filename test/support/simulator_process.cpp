@@ -1,13 +1,13 @@
 #include "support/simulator_process.hpp"
 
+#include <fcntl.h>
 #include <rapidjson/document.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <csignal>
-#include <fcntl.h>
-#include <sys/prctl.h>
 #include <cstdio>
 
 #include "support/http_client.hpp"

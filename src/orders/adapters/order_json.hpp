@@ -2,13 +2,13 @@
 // The JSON shapes of the orders API: reading a placement request (numbers are read as their
 // decimal text, never through double) and writing orders, histories and counts.
 
-#include "orders/app/ports.hpp"
-#include "orders/domain/order_rules.hpp"
-
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "orders/app/ports.hpp"
+#include "orders/domain/order_rules.hpp"
 
 namespace op::orders {
 

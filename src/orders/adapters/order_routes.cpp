@@ -11,6 +11,7 @@
 #include "platform/http/bearer_auth.hpp"
 #include "platform/http/blocking_handler.hpp"
 #include "platform/json/json_escape.hpp"
+#include "platform/metrics/registry.hpp"
 
 namespace op::orders {
 namespace {
@@ -155,6 +156,9 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
               return res;
             }
             case place_order_result::kind::accepted:
+              static auto& placed = metrics::global().get_counter(
+                  "orders_placed_total", "Orders accepted by POST /api/orders.");
+              placed.inc();
               break;
           }
           return http::json_response(status::ok, result.response_body);

@@ -7,6 +7,7 @@
 #include "orders/adapters/pg_order_repository.hpp"
 #include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
+#include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/pg_errors.hpp"
 #include "platform/runtime/offload.hpp"
@@ -19,6 +20,7 @@ struct saga_stage_handlers::saga_row {
   std::string customer_id;
   std::int64_t total_cents = 0;
   std::string payment_method;
+  double age_seconds = 0;  // since the order was placed
 };
 
 namespace {
@@ -86,6 +88,44 @@ std::string validation_problem(pqxx::work& tx, const std::string& order_id,
   return {};
 }
 
+void count_message(const char* stage, const std::string& outcome, double seconds) {
+  auto& registry = metrics::global();
+  registry
+      .get_counter("pipeline_messages_total", "Messages handled by a saga stage, by outcome.",
+                   {{"stage", stage}, {"outcome", outcome}})
+      .inc();
+  registry
+      .get_histogram("pipeline_stage_duration_seconds",
+                     "Time a saga stage took for one message, retries and gateway included.",
+                     {{"stage", stage}})
+      .observe(seconds);
+}
+
+// Counts an order reaching its final state and how long it took from placement.
+void record_final(const saga_state& next, double age_seconds) {
+  auto& registry = metrics::global();
+  switch (next.status) {
+    case order_status::confirmed:
+      registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.").inc();
+      break;
+    case order_status::cancelled:
+      registry
+          .get_counter(
+              "orders_cancelled_total", "Orders that ended CANCELLED, by reason.",
+              {{"reason",
+                std::string(to_string(next.reason.value_or(cancel_reason::validation_failed)))}})
+          .inc();
+      break;
+    default:
+      registry.get_counter("orders_failed_total", "Orders that ended FAILED.").inc();
+  }
+  registry
+      .get_histogram("order_end_to_end_seconds",
+                     "Time from placement to the final state (CONFIRMED, CANCELLED, FAILED).",
+                     {{"status", std::string(to_string(next.status))}})
+      .observe(age_seconds);
+}
+
 }  // namespace
 
 saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread_pool& blocking,
@@ -100,7 +140,8 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2::uuid");
   c.prepare("saga_lock",
             "SELECT s.state, s.reason, s.detail, s.inventory_held, s.payment_captured,"
-            " o.customer_id, o.total_cents, o.payment_method FROM sagas s"
+            " o.customer_id, o.total_cents, o.payment_method,"
+            " extract(epoch FROM clock_timestamp() - o.created_at)::float8 FROM sagas s"
             " JOIN orders o USING (order_id) WHERE s.order_id = $1 FOR UPDATE OF s");
   c.prepare("saga_peek",
             "SELECT s.state, o.total_cents, o.payment_method FROM sagas s"
@@ -200,18 +241,25 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
   if (!envelope) {
     log::get("saga")->error("{}: undecodable message {}[{}]@{} skipped", consumer, message.topic,
                             message.partition, message.offset);
+    count_message(consumer, "undecodable", 0);
     co_return;
   }
-  std::function<void()> work = [&] { apply_step(consumer, *envelope, effect); };
-  co_await retry_transient(consumer, envelope->order_id, work);
+  auto started = std::chrono::steady_clock::now();
+  std::string outcome = "skipped";
+  std::function<void()> work = [&] { apply_step(consumer, *envelope, effect, outcome); };
+  if (!co_await retry_transient(consumer, envelope->order_id, work))
+    outcome = "failed";
+  count_message(consumer, outcome,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
 }
 
 void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields& envelope,
-                                     const step_effect& effect) {
+                                     const step_effect& effect, std::string& outcome) {
   auto logger = log::get("saga");
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
     if (tx.exec_prepared("saga_claim_event", consumer, envelope.event_id).affected_rows() == 0) {
+      outcome = "duplicate";
       logger->debug("{}: event {} of order {} already applied", consumer, envelope.event_id,
                     envelope.order_id);
       return;
@@ -237,6 +285,7 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
     row.customer_id = r[5].as<std::string>();
     row.total_cents = r[6].as<std::int64_t>();
     row.payment_method = r[7].as<std::string>();
+    row.age_seconds = r[8].as<double>();
 
     auto event = effect(tx, row);
     if (!event) {
@@ -245,6 +294,7 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
     }
     auto result = order_saga::apply(row.state, *event);
     if (auto* rejection = std::get_if<saga_rejection>(&result)) {
+      outcome = "rejected";
       // Late, duplicated or out-of-order: record the event as seen and change nothing. A saga
       // row that contradicts itself is corrupt data an operator must look at.
       if (rejection->error == saga_error::inconsistent_state)
@@ -254,8 +304,12 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
       tx.commit();
       return;
     }
-    carry_out(tx, envelope.order_id, std::get<saga_transition>(result));
+    const auto& transition = std::get<saga_transition>(result);
+    carry_out(tx, envelope.order_id, transition);
     tx.commit();
+    outcome = "applied";
+    if (is_terminal(transition.next.status) && transition.next.status != row.state.status)
+      record_final(transition.next, row.age_seconds);
   });
 }
 

@@ -11,14 +11,14 @@
 // Handlers run on the consumer's strands; their blocking database work runs on the blocking
 // pool, the payment call asynchronously on the gateway's own connections.
 
+#include <atomic>
+#include <functional>
+#include <thread>
+
 #include "orders/domain/order_saga.hpp"
 #include "payments/app/ports.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/pg/connection_pool.hpp"
-
-#include <atomic>
-#include <functional>
-#include <thread>
 
 namespace op::orders {
 
@@ -49,8 +49,7 @@ class saga_stage_handlers {
 
   struct saga_row;
   // Decides the step's outcome inside the transaction; nullopt: nothing to do.
-  using step_effect =
-      std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row)>;
+  using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row)>;
 
  private:
   struct envelope_fields {
@@ -65,7 +64,9 @@ class saga_stage_handlers {
   // database being unavailable; false in that case.
   asio::awaitable<bool> retry_transient(const char* consumer, const std::string& order_id,
                                         std::function<void()>& work);
-  void apply_step(const char* consumer, const envelope_fields& envelope, const step_effect& effect);
+  // `outcome` is set to applied, duplicate or rejected for the metrics.
+  void apply_step(const char* consumer, const envelope_fields& envelope, const step_effect& effect,
+                  std::string& outcome);
   void carry_out(pqxx::work& tx, const std::string& order_id, const saga_transition& transition);
 
   pg::connection_pool& pool_;

@@ -172,6 +172,12 @@ class http_payment_gateway::impl {
     steady_clock::time_point last_used{};
   };
 
+  // A caller parked in acquire(): where to put the connection, and how to resume it.
+  struct waiter {
+    std::unique_ptr<connection>* destination;
+    std::function<void()> wake;
+  };
+
   // A connection taken from the pool; returns it (or its slot) when destroyed.
   class lease {
    public:
@@ -212,7 +218,7 @@ class http_payment_gateway::impl {
   std::mutex mutex_;  // guards the pool below
   std::vector<std::unique_ptr<connection>> idle_;  // most recently used last
   std::size_t open_ = 0;                           // idle + leased
-  std::deque<std::function<void()>> waiters_;      // resume a caller waiting for a slot
+  std::deque<waiter> waiters_;                     // callers waiting for a slot, oldest first
 };
 
 std::unique_ptr<http_payment_gateway::impl::connection>
@@ -239,47 +245,56 @@ http_payment_gateway::impl::try_acquire_locked() {
 
 asio::awaitable<std::unique_ptr<http_payment_gateway::impl::connection>>
 http_payment_gateway::impl::acquire() {
-  for (;;) {
-    {
-      std::lock_guard lock(mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    if (waiters_.empty())
       if (auto conn = try_acquire_locked())
         co_return conn;
-    }
-    // Every slot is busy: park this coroutine until release() hands one back. The check is
-    // repeated under the lock so a release between the two cannot be missed.
-    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [this](auto handler) {
-          std::unique_lock lock(mutex_);
-          if (!idle_.empty() || open_ < max_connections_) {
-            lock.unlock();
-            asio::post(std::move(handler));
-            return;
-          }
-          auto parked = std::make_shared<decltype(handler)>(std::move(handler));
-          waiters_.push_back([parked] { asio::post(std::move(*parked)); });
-        },
-        asio::use_awaitable);
   }
+  // Every slot is busy: park until release() hands one over. Callers are served first come,
+  // first served; without the hand-over a caller could lose every freed slot to newcomers.
+  std::unique_ptr<connection> handed;
+  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+      [this, &handed](auto handler) {
+        std::unique_lock lock(mutex_);
+        // Checked again under the lock, so a release since the first check is not missed.
+        if (waiters_.empty())
+          handed = try_acquire_locked();
+        if (handed) {
+          lock.unlock();
+          asio::post(std::move(handler));
+          return;
+        }
+        auto parked = std::make_shared<decltype(handler)>(std::move(handler));
+        waiters_.push_back({&handed, [parked] { asio::post(std::move(*parked)); }});
+      },
+      asio::use_awaitable);
+  co_return std::move(handed);
 }
 
 void http_payment_gateway::impl::release(std::unique_ptr<connection> conn, bool reusable) {
+  std::unique_ptr<connection> closed;  // destroyed after the lock is released
   std::function<void()> wake;
   {
     std::lock_guard lock(mutex_);
-    if (conn && reusable) {
+    if (!reusable)
+      closed = std::move(conn);
+    if (!waiters_.empty()) {
+      // The slot passes straight to the longest waiter, with a fresh connection in place of
+      // one that failed.
+      waiter next = std::move(waiters_.front());
+      waiters_.pop_front();
+      *next.destination = conn ? std::move(conn) : std::make_unique<connection>(ioc_);
+      wake = std::move(next.wake);
+    } else if (conn) {
       conn->last_used = steady_clock::now();
       idle_.push_back(std::move(conn));
     } else {
       --open_;
     }
-    if (!waiters_.empty()) {
-      wake = std::move(waiters_.front());
-      waiters_.pop_front();
-    }
   }
   if (wake)
     wake();
-  // A connection not kept is closed here, outside the lock.
 }
 
 asio::awaitable<exchange_result> http_payment_gateway::impl::exchange(

@@ -15,6 +15,11 @@ struct charge_request {
   // Declared constructors keep this from being an aggregate: g++ 12 miscompiles a braced
   // aggregate with std::string members passed by value inside a co_await expression
   // (`co_await gateway.charge({id, cents, method})` frees a string it never allocated).
+  charge_request() = default;
+  charge_request(std::string order_id, std::int64_t amount_cents, std::string payment_method)
+      : order_id(std::move(order_id)),
+        amount_cents(amount_cents),
+        payment_method(std::move(payment_method)) {}
 
   std::string order_id;
   std::int64_t amount_cents = 0;

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "platform/log/logging.hpp"
+#include "platform/metrics/registry.hpp"
 
 namespace op::http {
 namespace {
@@ -86,6 +89,25 @@ void router::add(verb method, std::string pattern, handler h) {
 }
 
 asio::awaitable<response> router::dispatch(const request& req) const {
+  auto started = std::chrono::steady_clock::now();
+  std::string route = "unmatched";
+  response res = co_await route_request(req, route);
+  auto& registry = metrics::global();
+  std::string method(req.method_string());
+  registry
+      .get_counter(
+          "http_server_requests_total", "HTTP requests answered.",
+          {{"method", method}, {"route", route}, {"status", std::to_string(res.result_int())}})
+      .inc();
+  registry
+      .get_histogram("http_server_request_duration_seconds",
+                     "Time from a complete request to its response.",
+                     {{"method", method}, {"route", route}})
+      .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  co_return res;
+}
+
+asio::awaitable<response> router::route_request(const request& req, std::string& route) const {
   std::string path;
   std::map<std::string, std::string> query;
   split_target(std::string_view(req.target().data(), req.target().size()), path, query);
@@ -111,6 +133,7 @@ asio::awaitable<response> router::dispatch(const request& req) const {
       allowed += std::string(beast_http::to_string(r.method));
       continue;
     }
+    route = r.pattern;
     request_context ctx{req, std::move(params), std::move(query), r.pattern};
     try {
       co_return co_await r.h(ctx);

@@ -18,9 +18,13 @@ class router {
 
   void add(verb method, std::string pattern, handler h);
 
+  // Routes the request and records http_server_requests_total and its latency histogram,
+  // labelled by the route pattern (bounded), never by the raw path.
   asio::awaitable<response> dispatch(const request& req) const;
 
  private:
+  asio::awaitable<response> route_request(const request& req, std::string& route) const;
+
   struct route {
     verb method;
     std::string pattern;

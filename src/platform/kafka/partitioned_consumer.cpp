@@ -1,13 +1,14 @@
 #include "platform/kafka/partitioned_consumer.hpp"
 
-#include "platform/kafka/kafka_admin.hpp"
-#include "platform/log/logging.hpp"
-
 #include <fmt/format.h>
 #include <librdkafka/rdkafkacpp.h>
 
 #include <deque>
 #include <set>
+
+#include "platform/kafka/kafka_admin.hpp"
+#include "platform/log/logging.hpp"
+#include "platform/metrics/registry.hpp"
 
 namespace op::kafka {
 
@@ -38,7 +39,8 @@ class partitioned_consumer::lane : public std::enable_shared_from_this<lane> {
   void accept(std::shared_ptr<consumed_message> message) {
     order_.push_back({message->offset});
     ++owner_.in_flight_;
-    if (order_.size() >= owner_.settings_.max_in_flight_per_partition && !paused_) set_paused(true);
+    if (order_.size() >= owner_.settings_.max_in_flight_per_partition && !paused_)
+      set_paused(true);
     if (busy_keys_.count(message->key)) {
       waiting_[message->key].push_back(std::move(message));
       return;
@@ -49,29 +51,30 @@ class partitioned_consumer::lane : public std::enable_shared_from_this<lane> {
   void start(std::shared_ptr<consumed_message> message) {
     busy_keys_.insert(message->key);
     auto self = shared_from_this();
-    asio::co_spawn(strand_, owner_.handler_(*message),
-                   [self, message](std::exception_ptr failure) {
-                     if (failure) {
-                       try {
-                         std::rethrow_exception(failure);
-                       } catch (const std::exception& e) {
-                         log::get("kafka")->error("handler for {}[{}]@{} threw: {}", message->topic,
-                                                  message->partition, message->offset, e.what());
-                       }
-                     }
-                     asio::post(self->strand_, [self, message] { self->finish(*message); });
-                   });
+    asio::co_spawn(strand_, owner_.handler_(*message), [self, message](std::exception_ptr failure) {
+      if (failure) {
+        try {
+          std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+          log::get("kafka")->error("handler for {}[{}]@{} threw: {}", message->topic,
+                                   message->partition, message->offset, e.what());
+        }
+      }
+      asio::post(self->strand_, [self, message] { self->finish(*message); });
+    });
   }
 
   void finish(const consumed_message& message) {
     for (auto& s : order_)
-      if (s.offset == message.offset) s.done = true;
+      if (s.offset == message.offset)
+        s.done = true;
     --owner_.in_flight_;
     busy_keys_.erase(message.key);
     if (auto it = waiting_.find(message.key); it != waiting_.end()) {
       auto next = std::move(it->second.front());
       it->second.pop_front();
-      if (it->second.empty()) waiting_.erase(it);
+      if (it->second.empty())
+        waiting_.erase(it);
       start(std::move(next));
     }
     std::int64_t committable = -1;
@@ -79,7 +82,8 @@ class partitioned_consumer::lane : public std::enable_shared_from_this<lane> {
       committable = order_.front().offset;
       order_.pop_front();
     }
-    if (committable >= 0 && !revoked_) store(committable + 1);
+    if (committable >= 0 && !revoked_)
+      store(committable + 1);
     if (paused_ && order_.size() < owner_.settings_.max_in_flight_per_partition / 2)
       set_paused(false);
   }
@@ -125,7 +129,8 @@ class partitioned_consumer::rebalancer final : public RdKafka::RebalanceCb {
     auto logger = log::get("kafka");
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       std::string names;
-      for (auto* p : partitions) names += fmt::format(" {}[{}]", p->topic(), p->partition());
+      for (auto* p : partitions)
+        names += fmt::format(" {}[{}]", p->topic(), p->partition());
       logger->info("{} assigned:{}", owner_.settings_.topic, names);
       consumer->assign(partitions);
     } else {
@@ -166,10 +171,13 @@ partitioned_consumer::partitioned_consumer(consumer_settings settings, asio::thr
       RdKafka::Conf::CONF_OK)
     throw kafka_error("consumer rebalance_cb: " + err);
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!consumer_) throw kafka_error("cannot create consumer: " + err);
+  if (!consumer_)
+    throw kafka_error("cannot create consumer: " + err);
 }
 
-partitioned_consumer::~partitioned_consumer() { stop(std::chrono::milliseconds(0)); }
+partitioned_consumer::~partitioned_consumer() {
+  stop(std::chrono::milliseconds(0));
+}
 
 void partitioned_consumer::start() {
   auto code = consumer_->subscribe({settings_.topic});
@@ -181,19 +189,57 @@ void partitioned_consumer::start() {
 std::shared_ptr<partitioned_consumer::lane> partitioned_consumer::lane_for(int partition) {
   std::lock_guard lock(lanes_mutex_);
   auto& l = lanes_[partition];
-  if (!l) l = std::make_shared<lane>(*this, partition);
+  if (!l)
+    l = std::make_shared<lane>(*this, partition);
   return l;
 }
 
 void partitioned_consumer::revoke_all() {
   std::lock_guard lock(lanes_mutex_);
-  for (auto& [partition, l] : lanes_) l->revoke();
+  for (auto& [partition, l] : lanes_)
+    l->revoke();
   lanes_.clear();
+}
+
+std::vector<partitioned_consumer::partition_lag> partitioned_consumer::lag() const {
+  std::lock_guard lock(lag_mutex_);
+  return lag_;
+}
+
+void partitioned_consumer::measure_lag() {
+  std::vector<RdKafka::TopicPartition*> assigned;
+  if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR)
+    return;
+  consumer_->position(assigned);
+  std::vector<partition_lag> measured;
+  for (auto* tp : assigned) {
+    int64_t low = 0, high = 0;
+    // Cached watermarks from the last fetch: no broker round trip on the poll thread.
+    if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
+            RdKafka::ERR_NO_ERROR &&
+        high >= 0) {
+      auto position = tp->offset() >= 0 ? tp->offset() : low;
+      auto lag = std::max<std::int64_t>(0, high - position);
+      measured.push_back({tp->topic(), tp->partition(), lag});
+      metrics::global()
+          .get_gauge("kafka_consumer_lag_records", "Messages not yet consumed, per partition.",
+                     {{"topic", tp->topic()}, {"partition", std::to_string(tp->partition())}})
+          .set(static_cast<double>(lag));
+    }
+  }
+  RdKafka::TopicPartition::destroy(assigned);
+  std::lock_guard lock(lag_mutex_);
+  lag_ = std::move(measured);
 }
 
 void partitioned_consumer::poll_loop() {
   auto logger = log::get("kafka");
+  auto last_lag = std::chrono::steady_clock::now();
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() - last_lag > std::chrono::seconds(2)) {
+      measure_lag();
+      last_lag = std::chrono::steady_clock::now();
+    }
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(100));
     switch (msg->err()) {
       case RdKafka::ERR_NO_ERROR: {
@@ -201,12 +247,12 @@ void partitioned_consumer::poll_loop() {
         m->topic = msg->topic_name();
         m->partition = msg->partition();
         m->offset = msg->offset();
-        if (msg->key()) m->key = *msg->key();
+        if (msg->key())
+          m->key = *msg->key();
         m->value.assign(static_cast<const char*>(msg->payload()), msg->len());
         if (auto* headers = msg->headers())
           for (const auto& h : headers->get_all())
-            m->headers[h.key()] =
-                std::string(static_cast<const char*>(h.value()), h.value_size());
+            m->headers[h.key()] = std::string(static_cast<const char*>(h.value()), h.value_size());
         lane_for(m->partition)->enqueue(std::move(m));
         break;
       }
@@ -220,8 +266,10 @@ void partitioned_consumer::poll_loop() {
 }
 
 void partitioned_consumer::stop(std::chrono::milliseconds drain) {
-  if (!consumer_ || stopping_.exchange(true)) return;
-  if (poller_.joinable()) poller_.join();
+  if (!consumer_ || stopping_.exchange(true))
+    return;
+  if (poller_.joinable())
+    poller_.join();
   auto deadline = std::chrono::steady_clock::now() + drain;
   while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

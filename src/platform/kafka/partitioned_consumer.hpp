@@ -9,8 +9,6 @@
 // Owned by the composition root. start()/stop() from one thread; the handler runs on the
 // thread pool and must not throw.
 
-#include "platform/runtime/asio.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -19,6 +17,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "platform/runtime/asio.hpp"
 
 namespace RdKafka {
 class KafkaConsumer;
@@ -57,12 +58,21 @@ class partitioned_consumer {
   // Messages handed to handlers and not yet finished, over all partitions.
   std::size_t in_flight() const { return in_flight_; }
 
+  struct partition_lag {
+    std::string topic;
+    int partition;
+    std::int64_t lag;  // high watermark minus the next offset to consume
+  };
+  // As last measured by the poll thread (every few seconds).
+  std::vector<partition_lag> lag() const;
+
  private:
   class lane;
   class rebalancer;
   void poll_loop();
   std::shared_ptr<lane> lane_for(int partition);
   void revoke_all();
+  void measure_lag();
 
   consumer_settings settings_;
   asio::thread_pool& workers_;
@@ -74,6 +84,8 @@ class partitioned_consumer {
   std::atomic<bool> stopping_{false};
   std::atomic<std::size_t> in_flight_{0};
   std::thread poller_;
+  mutable std::mutex lag_mutex_;
+  std::vector<partition_lag> lag_;
 };
 
 }  // namespace op::kafka

@@ -1,10 +1,10 @@
 #include "platform/kafka/producer.hpp"
 
-#include "platform/kafka/kafka_admin.hpp"
-#include "platform/log/logging.hpp"
-
 #include <fmt/format.h>
 #include <librdkafka/rdkafkacpp.h>
+
+#include "platform/kafka/kafka_admin.hpp"
+#include "platform/log/logging.hpp"
 
 namespace op::kafka {
 
@@ -17,11 +17,13 @@ struct delivery_slot {
 };
 }  // namespace
 
-class producer::delivery_reporter final : public RdKafka::DeliveryReportCb, public RdKafka::EventCb {
+class producer::delivery_reporter final : public RdKafka::DeliveryReportCb,
+                                          public RdKafka::EventCb {
  public:
   void dr_cb(RdKafka::Message& message) override {
     std::unique_ptr<delivery_slot> slot(static_cast<delivery_slot*>(message.msg_opaque()));
-    if (slot) (*slot->batch)[slot->index] = message.err() == RdKafka::ERR_NO_ERROR ? 1 : 2;
+    if (slot)
+      (*slot->batch)[slot->index] = message.err() == RdKafka::ERR_NO_ERROR ? 1 : 2;
     if (message.err() != RdKafka::ERR_NO_ERROR)
       log::get("kafka")->warn("delivery to {} failed: {}", message.topic_name(), message.errstr());
   }
@@ -55,11 +57,13 @@ producer::producer(const std::string& bootstrap_servers, std::chrono::millisecon
           RdKafka::Conf::CONF_OK)
     throw kafka_error("producer callbacks: " + err);
   producer_.reset(RdKafka::Producer::create(conf.get(), err));
-  if (!producer_) throw kafka_error("cannot create producer: " + err);
+  if (!producer_)
+    throw kafka_error("cannot create producer: " + err);
 }
 
 producer::~producer() {
-  if (producer_) producer_->flush(2000);
+  if (producer_)
+    producer_->flush(2000);
 }
 
 std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& messages) {
@@ -69,13 +73,15 @@ std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& mess
     const auto& m = messages[i];
     for (;;) {
       RdKafka::Headers* headers = RdKafka::Headers::create();
-      for (const auto& h : m.headers) headers->add(h.name, h.value);
+      for (const auto& h : m.headers)
+        headers->add(h.name, h.value);
       auto* slot = new delivery_slot{batch, i};
-      auto code = producer_->produce(m.topic, RdKafka::Topic::PARTITION_UA,
-                                     RdKafka::Producer::RK_MSG_COPY,
-                                     const_cast<char*>(m.payload.data()), m.payload.size(),
-                                     m.key.data(), m.key.size(), 0, headers, slot);
-      if (code == RdKafka::ERR_NO_ERROR) break;  // librdkafka owns headers and slot now
+      auto code =
+          producer_->produce(m.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                             const_cast<char*>(m.payload.data()), m.payload.size(), m.key.data(),
+                             m.key.size(), 0, headers, slot);
+      if (code == RdKafka::ERR_NO_ERROR)
+        break;  // librdkafka owns headers and slot now
       delete headers;
       delete slot;
       if (code == RdKafka::ERR__QUEUE_FULL) {
@@ -90,12 +96,15 @@ std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& mess
   auto deadline = std::chrono::steady_clock::now() + delivery_timeout_ + std::chrono::seconds(5);
   auto pending = [&] {
     for (int s : state)
-      if (s == 0) return true;
+      if (s == 0)
+        return true;
     return false;
   };
-  while (pending() && std::chrono::steady_clock::now() < deadline) producer_->poll(10);
+  while (pending() && std::chrono::steady_clock::now() < deadline)
+    producer_->poll(10);
   std::vector<bool> delivered(messages.size());
-  for (std::size_t i = 0; i < messages.size(); ++i) delivered[i] = state[i] == 1;
+  for (std::size_t i = 0; i < messages.size(); ++i)
+    delivered[i] = state[i] == 1;
   return delivered;
 }
 

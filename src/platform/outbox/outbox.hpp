@@ -5,7 +5,6 @@
 // drop the duplicate.
 
 #include <pqxx/pqxx>
-
 #include <string>
 
 namespace op::outbox {

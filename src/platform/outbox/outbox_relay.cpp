@@ -1,10 +1,11 @@
 #include "platform/outbox/outbox_relay.hpp"
 
+#include <pqxx/pqxx>
+
 #include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
+#include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
-
-#include <pqxx/pqxx>
 
 namespace op::outbox {
 
@@ -17,6 +18,9 @@ class pqxx_session {
                        " payload, to_char(created_at AT TIME ZONE 'UTC',"
                        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM outbox WHERE sent_at IS NULL"
                        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
+    connection.prepare("outbox_backlog",
+                       "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
+                       " 0)::float8 FROM outbox WHERE sent_at IS NULL");
     connection.prepare("outbox_mark_sent",
                        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])");
   }
@@ -45,7 +49,9 @@ std::string envelope(const std::string& event_id, const std::string& event_type,
 outbox_relay::outbox_relay(relay_settings settings, kafka::producer& producer)
     : settings_(std::move(settings)), producer_(producer) {}
 
-outbox_relay::~outbox_relay() { stop(); }
+outbox_relay::~outbox_relay() {
+  stop();
+}
 
 void outbox_relay::start() {
   thread_ = std::thread([this] { run(); });
@@ -53,7 +59,8 @@ void outbox_relay::start() {
 
 void outbox_relay::stop() {
   stopping_ = true;
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable())
+    thread_.join();
 }
 
 void outbox_relay::run() {
@@ -61,14 +68,17 @@ void outbox_relay::run() {
   std::unique_ptr<pqxx_session> session;
   while (!stopping_) {
     try {
-      if (!session) session = std::make_unique<pqxx_session>(settings_.conninfo);
+      if (!session)
+        session = std::make_unique<pqxx_session>(settings_.conninfo);
       int claimed = relay_batch(*session);
+      measure_backlog(*session);
       if (claimed < settings_.batch_size && !stopping_) {
         // Idle: sleep until an order commits (NOTIFY) or the wait runs out. Short waits keep
         // stop() prompt.
         auto waited = std::chrono::milliseconds(0);
         while (!stopping_ && waited < settings_.idle_wait) {
-          if (session->connection.await_notification(0, 100'000) > 0) break;
+          if (session->connection.await_notification(0, 100'000) > 0)
+            break;
           waited += std::chrono::milliseconds(100);
         }
       }
@@ -81,35 +91,57 @@ void outbox_relay::run() {
   }
 }
 
+void outbox_relay::measure_backlog(pqxx_session& session) {
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_measured_ < std::chrono::seconds(1))
+    return;
+  last_measured_ = now;
+  static auto& backlog = metrics::global().get_gauge(
+      "outbox_backlog_events", "Outbox events written but not yet acknowledged by Kafka.");
+  static auto& lag = metrics::global().get_gauge(
+      "outbox_relay_lag_seconds", "Age of the oldest outbox event not yet published.");
+  pqxx::nontransaction tx(session.connection);
+  auto row = tx.exec_prepared1("outbox_backlog");
+  backlog.set(row[0].as<double>());
+  lag.set(row[1].as<double>());
+}
+
 int outbox_relay::relay_batch(pqxx_session& session) {
   pqxx::work tx(session.connection);
   auto rows = tx.exec_prepared("outbox_claim", settings_.batch_size);
-  if (rows.empty()) return 0;
+  if (rows.empty())
+    return 0;
   std::vector<kafka::outgoing_message> messages;
   messages.reserve(rows.size());
   for (const auto& r : rows) {
     auto event_id = r[1].as<std::string>();
     auto event_type = r[4].as<std::string>();
     auto correlation_id = r[5].as<std::string>();
-    messages.push_back({r[2].as<std::string>(), r[3].as<std::string>(),
-                        envelope(event_id, event_type, r[3].as<std::string>(),
-                                 r[7].as<std::string>(), r[6].as<std::string>()),
-                        {{"event-id", event_id},
-                         {"event-type", event_type},
-                         {"correlation-id", correlation_id}}});
+    messages.push_back(
+        {r[2].as<std::string>(),
+         r[3].as<std::string>(),
+         envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
+                  r[6].as<std::string>()),
+         {{"event-id", event_id}, {"event-type", event_type}, {"correlation-id", correlation_id}}});
   }
   auto delivered = producer_.send_batch(messages);
   std::string ids = "{";
   int sent = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (!delivered[i]) continue;
-    if (sent++) ids += ',';
+    if (!delivered[i])
+      continue;
+    if (sent++)
+      ids += ',';
     ids += rows[i][0].c_str();
   }
   ids += '}';
-  if (sent) tx.exec_prepared("outbox_mark_sent", ids);
+  if (sent)
+    tx.exec_prepared("outbox_mark_sent", ids);
   tx.commit();
   published_ += sent;
+  static auto& published = metrics::global().get_counter(
+      "outbox_events_published_total", "Outbox events acknowledged by Kafka and marked sent.");
+  published.inc(sent);
   if (static_cast<std::size_t>(sent) < rows.size())
     throw std::runtime_error(std::to_string(rows.size() - static_cast<std::size_t>(sent)) +
                              " outbox events not acknowledged by Kafka");

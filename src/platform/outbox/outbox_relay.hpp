@@ -5,12 +5,12 @@
 // marked sent only after Kafka acknowledged it, so nothing is lost while the broker is down.
 // A crash between acknowledgement and marking republishes the row with the same event id.
 
-#include "platform/kafka/producer.hpp"
-
 #include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
+
+#include "platform/kafka/producer.hpp"
 
 namespace op::outbox {
 
@@ -34,11 +34,14 @@ class outbox_relay {
   void run();
   // Publishes one batch; returns how many rows it claimed.
   int relay_batch(class pqxx_session& session);
+  // Updates the backlog gauges, at most once a second.
+  void measure_backlog(class pqxx_session& session);
 
   relay_settings settings_;
   kafka::producer& producer_;
   std::atomic<bool> stopping_{false};
   std::atomic<std::int64_t> published_{0};
+  std::chrono::steady_clock::time_point last_measured_{};
   std::thread thread_;
 };
 

@@ -1,0 +1,142 @@
+// GET /metrics and the Actuator metrics endpoints of a running pipeline.
+
+#include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "support/catalog_fixture.hpp"
+#include "support/http_client.hpp"
+#include "support/server_process.hpp"
+#include "support/simulator_process.hpp"
+#include "support/test_environment.hpp"
+
+using namespace op;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The value of one sample line ("name{labels} value"); 0 when absent.
+double sample(const std::string& exposition, const std::string& series) {
+  std::istringstream lines(exposition);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(series + " ", 0) == 0)
+      return std::stod(line.substr(series.size() + 1));
+  }
+  return 0;
+}
+
+std::string scrape(unsigned short port) {
+  auto reply = test::http_get(port, "/metrics");
+  REQUIRE(reply.status == 200);
+  CHECK(reply.headers["content-type"].rfind("text/plain; version=0.0.4", 0) == 0);
+  return reply.body;
+}
+
+// Waits until no message is in flight, every assigned partition is consumed and the outbox is
+// empty, twice in a row: lag and backlog are re-measured every 2 s and 1 s.
+void settle(unsigned short port) {
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  int quiet = 0;
+  while (quiet < 2 && std::chrono::steady_clock::now() < deadline) {
+    auto text = scrape(port);
+    auto lag = test::http_get(port, "/actuator/metrics/kafka.consumer.lag").body;
+    bool idle = sample(text, "pipeline_messages_in_flight") == 0 &&
+                sample(text, "outbox_backlog_events") == 0 &&
+                lag.find(R"("value":0})") != std::string::npos;
+    quiet = idle ? quiet + 1 : 0;
+    std::this_thread::sleep_for(2500ms);
+  }
+}
+
+std::string final_status(unsigned short port, const std::string& id) {
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  std::string status;
+  while (std::chrono::steady_clock::now() < deadline) {
+    status = test::json_field(test::http_get(port, "/api/orders/" + id).body, "status");
+    if (status == "CONFIRMED" || status == "CANCELLED" || status == "FAILED")
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  return status;
+}
+
+}  // namespace
+
+TEST_CASE("counters and histograms move by exactly what the orders did, and promtool accepts them",
+          "[metrics]") {
+  test::simulator_process gateway;
+  test::server_process server({{"PAYMENT_GATEWAY_URL", gateway.url()}});
+  server.start();
+  server.wait_until_ready();
+  auto port = server.port();
+  auto customer = test::unique_name("cust-metrics");
+  auto product = test::unique_name("prod-metrics");
+  test::put_customer(port, customer, "metrics@example.com");
+  test::put_product(port, product, "Gauge", "2.00", 100);
+  settle(port);
+  auto before = scrape(port);
+
+  auto order = [&](const std::string& payment_method) {
+    auto reply = test::http_call(
+        port, "POST", "/api/orders",
+        fmt::format(
+            R"({{"customerId":"{}","paymentMethod":"{}","totalAmount":2.00,"items":[{{"productId":"{}","quantity":1,"price":2.00}}]}})",
+            customer, payment_method, product));
+    REQUIRE(reply.status == 200);
+    return test::json_field(reply.body, "orderId");
+  };
+  std::vector<std::string> ids = {order("pm_card_visa"), order("pm_card_visa"),
+                                  order("pm_card_chargeDeclined")};
+  CHECK(final_status(port, ids[0]) == "CONFIRMED");
+  CHECK(final_status(port, ids[1]) == "CONFIRMED");
+  CHECK(final_status(port, ids[2]) == "CANCELLED");
+  CHECK(test::http_call(port, "POST", "/api/orders", "{bad json").status == 400);
+  settle(port);
+  auto after = scrape(port);
+
+  auto delta = [&](const std::string& series) {
+    return sample(after, series) - sample(before, series);
+  };
+  CHECK(delta("orders_placed_total") == 3);
+  CHECK(delta("orders_confirmed_total") == 2);
+  CHECK(delta(R"(orders_cancelled_total{reason="PAYMENT_DECLINED"})") == 1);
+  CHECK(delta(R"(order_end_to_end_seconds_count{status="CONFIRMED"})") == 2);
+  CHECK(delta(R"(order_end_to_end_seconds_bucket{status="CONFIRMED",le="+Inf"})") == 2);
+  CHECK(delta(R"(order_end_to_end_seconds_count{status="CANCELLED"})") == 1);
+  CHECK(delta(R"(http_server_requests_total{method="POST",route="/api/orders",status="200"})") ==
+        3);
+  CHECK(delta(R"(http_server_requests_total{method="POST",route="/api/orders",status="400"})") ==
+        1);
+  CHECK(delta(R"(pipeline_messages_total{outcome="applied",stage="validate"})") == 3);
+  CHECK(delta(R"(pipeline_messages_total{outcome="applied",stage="reserve"})") == 3);
+  CHECK(delta(R"(pipeline_messages_total{outcome="applied",stage="pay"})") == 3);
+  CHECK(delta(R"(pipeline_messages_total{outcome="applied",stage="confirm"})") == 2);
+  CHECK(delta(R"(pipeline_stage_duration_seconds_count{stage="pay"})") == 3);
+  // OrderPlaced x3, OrderValidated x3, InventoryReserved x3, PaymentProcessed x2,
+  // OrderConfirmed x2, OrderFailed x1.
+  CHECK(delta("outbox_events_published_total") == 14);
+  CHECK(sample(after, "process_resident_memory_bytes") > 0);
+  CHECK(sample(after, R"(db_pool_connections{state="idle"})") > 0);
+  CHECK(after.find("order_id") == std::string::npos);
+  CHECK(after.find("ORD-") == std::string::npos);  // no per-order label values
+
+  auto path = fmt::format("{}/metrics-{}.txt",
+                          std::getenv("TEST_LOG_DIR") ? std::getenv("TEST_LOG_DIR") : "/tmp", port);
+  std::ofstream(path) << after;
+  CHECK(std::system(fmt::format("promtool check metrics < '{}'", path).c_str()) == 0);
+
+  auto lag = test::http_get(port, "/actuator/metrics/kafka.consumer.lag");
+  CHECK(lag.status == 200);
+  CHECK(test::json_field(lag.body, "name") == "kafka.consumer.lag");
+  CHECK(lag.body.find(R"("measurements":[{"statistic":"VALUE","value":)") != std::string::npos);
+  CHECK(lag.body.find(R"("tag":"topic","values":[)") != std::string::npos);
+  CHECK(lag.body.find("orders.placed") != std::string::npos);
+  auto names = test::http_get(port, "/actuator/metrics");
+  CHECK(names.body.find("kafka.consumer.lag") != std::string::npos);
+  CHECK(test::http_get(port, "/actuator/metrics/no.such.metric").status == 404);
+}
