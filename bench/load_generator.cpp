@@ -544,7 +544,7 @@ awaitable<void> history_reader(run_state& s, std::vector<placed_order>& sample, 
     std::string token;
     auto req = make_request(http::verb::get, target, s.host_header, "", token);
     std::chrono::milliseconds admin_timeout(10000);
-  reply r = co_await exchange(conn, s.endpoint, req, admin_timeout);
+    reply r = co_await exchange(conn, s.endpoint, req, admin_timeout);
     if (r.ec || r.status != 200) {
       ++out.errors;
       continue;

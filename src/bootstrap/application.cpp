@@ -58,7 +58,7 @@ struct application::parts {
         blocking(static_cast<std::size_t>(c.database.pool_size)),
         admin(c.kafka.bootstrap_servers),
         producer(c.kafka.bootstrap_servers, std::chrono::seconds(10)),
-        relay({c.database.url, 500, std::chrono::milliseconds(1000)}, producer),
+        relay({c.database.url, 500, std::chrono::milliseconds(5)}, producer),
         orders(pool, c.kafka.order_placed.name),
         customers(pool),
         products(pool),

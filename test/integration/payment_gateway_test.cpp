@@ -3,22 +3,14 @@
 // ledger (charges, cents), the way an operator would check a real gateway's dashboard.
 // Needs neither PostgreSQL nor Kafka.
 
-#include <fcntl.h>
-#include <poll.h>
-#include <rapidjson/document.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
-#include <csignal>
 #include <future>
 #include <thread>
 #include <vector>
 
 #include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/runtime/asio.hpp"
-#include "support/http_client.hpp"
+#include "support/simulator_process.hpp"
 #include "support/test_environment.hpp"
 
 using namespace op;
@@ -26,84 +18,6 @@ using namespace std::chrono_literals;
 using payments::gateway_outcome;
 
 namespace {
-
-// The simulator as a child process on an ephemeral port.
-class simulator_process {
- public:
-  simulator_process() {
-    int out[2];
-    REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test must not leave it running
-      ::dup2(out[1], STDOUT_FILENO);
-      ::execl(PAYMENT_GATEWAY_SIMULATOR_BINARY, "payment-gateway-simulator", "--port", "0",
-              static_cast<char*>(nullptr));
-      std::_Exit(127);
-    }
-    ::close(out[1]);
-    stdout_ = out[0];
-    std::string line = read_first_line(10s);
-    const std::string prefix = "listening on 127.0.0.1:";
-    REQUIRE(line.rfind(prefix, 0) == 0);
-    port_ = static_cast<unsigned short>(std::stoi(line.substr(prefix.size())));
-  }
-  ~simulator_process() {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    ::close(stdout_);
-  }
-  simulator_process(const simulator_process&) = delete;
-  simulator_process& operator=(const simulator_process&) = delete;
-
-  unsigned short port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-  // Sets fault settings through POST /control, e.g. R"({"outage":true})".
-  void control(const std::string& settings) const {
-    REQUIRE(test::http_call(port_, "POST", "/control", settings).status == 200);
-  }
-
-  // A number from GET target, e.g. ("/v1/stats", "capturedCents").
-  std::int64_t read(const std::string& target, const char* field) const {
-    auto reply = test::http_get(port_, target);
-    REQUIRE(reply.status == 200);
-    rapidjson::Document document;
-    document.Parse(reply.body.c_str());
-    REQUIRE(document.IsObject());
-    REQUIRE(document.HasMember(field));
-    return document[field].GetInt64();
-  }
-  std::int64_t order(const std::string& order_id, const char* field) const {
-    return read("/v1/orders/" + order_id, field);
-  }
-  std::int64_t stats(const char* field) const { return read("/v1/stats", field); }
-
- private:
-  std::string read_first_line(std::chrono::milliseconds timeout) {
-    std::string line;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    char c = 0;
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd ready{stdout_, POLLIN, 0};
-      if (::poll(&ready, 1, 100) <= 0)
-        continue;
-      if (::read(stdout_, &c, 1) != 1)
-        break;  // exited before saying where it listens
-      if (c == '\n')
-        return line;
-      line += c;
-    }
-    FAIL("payment-gateway-simulator did not report its port; got: " << line);
-    return line;
-  }
-
-  pid_t pid_ = -1;
-  int stdout_ = -1;
-  unsigned short port_ = 0;
-};
 
 // A simulator, a multi-threaded io_context like the server's, and the client under test.
 struct gateway_fixture {
@@ -134,7 +48,7 @@ struct gateway_fixture {
     return run(gateway.refund(order_id));
   }
 
-  simulator_process simulator;
+  test::simulator_process simulator;
   asio::io_context ioc;
   asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
   payments::http_payment_gateway gateway;
@@ -305,8 +219,8 @@ TEST_CASE("an unreachable gateway is a transient failure", "[payments]") {
   asio::io_context ioc;
   payments::http_payment_gateway gateway(
       ioc, "http://127.0.0.1:" + std::to_string(test::free_port()), 500ms, 1);
-  auto result = asio::co_spawn(ioc, gateway.charge({"order-nowhere", 100, "pm_card_visa"}),
-                               asio::use_future);
+  auto result =
+      asio::co_spawn(ioc, gateway.charge({"order-nowhere", 100, "pm_card_visa"}), asio::use_future);
   ioc.run();
 
   auto charge = result.get();

@@ -106,8 +106,7 @@ std::string gateway_state::next_id(const char* prefix) {
                      static_cast<std::uint32_t>(random_()));
 }
 
-gateway_reply gateway_state::charge(const std::string& idempotency_key,
-                                    const charge_input& input) {
+gateway_reply gateway_state::charge(const std::string& idempotency_key, const charge_input& input) {
   std::lock_guard lock(mutex_);
   ++orders_[input.order_id].charge_attempts;
   if (auto fault = injected_fault())

@@ -18,8 +18,8 @@ namespace op::payment_simulator {
 struct fault_settings {
   std::int64_t latency_ms = 0;
   std::int64_t jitter_ms = 0;
-  double failure_rate = 0.0;  // share of charges and refunds answered 500 without effect
-  bool outage = false;        // every /v1 call answers 503
+  double failure_rate = 0.0;    // share of charges and refunds answered 500 without effect
+  bool outage = false;          // every /v1 call answers 503
   std::int64_t timeout_ms = 0;  // every /v1 response is held this long after its work
 };
 

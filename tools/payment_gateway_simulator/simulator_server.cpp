@@ -62,7 +62,8 @@ asio::awaitable<void> simulator_server::serve(tcp::socket socket) {
     parser.body_limit(body_limit);
     stream.expires_after(idle_timeout);
     boost::system::error_code ec;
-    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
     if (ec)
       break;
     stream.expires_never();
@@ -84,8 +85,7 @@ asio::awaitable<void> simulator_server::serve(tcp::socket socket) {
       }
     }
 
-    http::response<http::string_body> res{static_cast<http::status>(reply.status),
-                                          req.version()};
+    http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
     res.set(http::field::server, "payment-gateway-simulator");
     res.set(http::field::content_type, "application/json");
     res.keep_alive(req.keep_alive());

@@ -11,6 +11,8 @@
 #include "platform/http/bearer_auth.hpp"
 #include "platform/http/blocking_handler.hpp"
 #include "platform/json/json_escape.hpp"
+#include "platform/log/logging.hpp"
+#include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
 
 namespace op::orders {
@@ -139,9 +141,16 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
         if (!violations.empty())
           co_return validation_error(violations);
 
-        auto work = [ctx, draft = std::move(*parsed.draft), key]() mutable {
+        // Join the caller's trace when it sends a valid traceparent, else start one.
+        auto trace_id = log::trace_id_of(req.header("traceparent")).value_or(log::new_trace_id());
+        auto work = [ctx, draft = std::move(*parsed.draft), key, trace_id]() mutable {
           static const json_presenter presenter;
-          auto result = place_order(ctx->orders, presenter, ctx->limits, std::move(draft), key);
+          auto result =
+              place_order(ctx->orders, presenter, ctx->limits, std::move(draft), key, trace_id);
+          if (result.outcome == place_order_result::kind::accepted) {
+            log::scoped_context logged(result.order_id, trace_id);
+            log::get("orders")->debug("order placed");
+          }
           switch (result.outcome) {
             case place_order_result::kind::invalid:
               return validation_error(result.violations);

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "platform/log/trace_context.hpp"
 #include "platform/outbox/outbox.hpp"
 
 namespace op::orders {
@@ -74,8 +75,8 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " WHERE idempotency_key = $1");
   c.prepare("order_insert",
             "INSERT INTO orders (order_id, customer_id, customer_email, shipping_address,"
-            " payment_method, total_cents, status) VALUES ($1, $2, NULLIF($3, ''),"
-            " NULLIF($4, ''), $5, $6, 'PLACED')");
+            " payment_method, total_cents, status, trace_id) VALUES ($1, $2, NULLIF($3, ''),"
+            " NULLIF($4, ''), $5, $6, 'PLACED', NULLIF($7, ''))");
   c.prepare("order_item_insert",
             "INSERT INTO order_items (order_id, line_no, product_id, product_name, quantity,"
             " price_cents) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6)");
@@ -123,7 +124,7 @@ placement_result pg_order_repository::place(const new_order& order,
     }
     const auto& d = order.draft;
     tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
-                     d.shipping_address, d.payment_method, d.total_amount.cents());
+                     d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id);
     int line = 0;
     for (const auto& item : d.items)
       tx.exec_prepared("order_item_insert", order.order_id, ++line, item.product_id,
@@ -131,7 +132,8 @@ placement_result pg_order_repository::place(const new_order& order,
     tx.exec_prepared("order_event_insert", order.order_id);
     tx.exec_prepared("saga_insert", order.order_id);
     outbox::append(tx, {order_placed_topic_, order.order_id, "OrderPlaced", order.order_id,
-                        order.placed_event_payload});
+                        order.placed_event_payload,
+                        order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id)});
     tx.commit();
     return {placement_result::kind::created, order.order_id, order.response_body};
   });

@@ -7,6 +7,7 @@
 #include "orders/adapters/pg_order_repository.hpp"
 #include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
+#include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/pg_errors.hpp"
@@ -21,6 +22,7 @@ struct saga_stage_handlers::saga_row {
   std::int64_t total_cents = 0;
   std::string payment_method;
   double age_seconds = 0;  // since the order was placed
+  std::string trace_id;
 };
 
 namespace {
@@ -141,7 +143,8 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_lock",
             "SELECT s.state, s.reason, s.detail, s.inventory_held, s.payment_captured,"
             " o.customer_id, o.total_cents, o.payment_method,"
-            " extract(epoch FROM clock_timestamp() - o.created_at)::float8 FROM sagas s"
+            " extract(epoch FROM clock_timestamp() - o.created_at)::float8,"
+            " coalesce(o.trace_id, '') FROM sagas s"
             " JOIN orders o USING (order_id) WHERE s.order_id = $1 FOR UPDATE OF s");
   c.prepare("saga_peek",
             "SELECT s.state, o.total_cents, o.payment_method FROM sagas s"
@@ -286,6 +289,8 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
     row.total_cents = r[6].as<std::int64_t>();
     row.payment_method = r[7].as<std::string>();
     row.age_seconds = r[8].as<double>();
+    row.trace_id = r[9].as<std::string>();
+    log::scoped_context logged(row.order_id, row.trace_id);
 
     auto event = effect(tx, row);
     if (!event) {
@@ -305,15 +310,18 @@ void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields
       return;
     }
     const auto& transition = std::get<saga_transition>(result);
-    carry_out(tx, envelope.order_id, transition);
+    carry_out(tx, envelope.order_id, row.trace_id, transition);
     tx.commit();
     outcome = "applied";
+    logger->debug("{}: {} -> {}", consumer, to_string(row.state.status),
+                  to_string(transition.next.status));
     if (is_terminal(transition.next.status) && transition.next.status != row.state.status)
       record_final(transition.next, row.age_seconds);
   });
 }
 
 void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
+                                    const std::string& trace_id,
                                     const saga_transition& transition) {
   const auto& next = transition.next;
   std::string status(to_string(next.status));
@@ -359,8 +367,9 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
             break;
         }
         auto order = load_order(tx, order_id);
-        outbox::append(tx, {*name, order_id, event_type_of(topic), order_id,
-                            order ? order_json(*order) : "{}"});
+        outbox::append(
+            tx, {*name, order_id, event_type_of(topic), order_id, order ? order_json(*order) : "{}",
+                 trace_id.empty() ? "" : log::make_traceparent(trace_id)});
         break;
       }
     }

@@ -67,7 +67,8 @@ class saga_stage_handlers {
   // `outcome` is set to applied, duplicate or rejected for the metrics.
   void apply_step(const char* consumer, const envelope_fields& envelope, const step_effect& effect,
                   std::string& outcome);
-  void carry_out(pqxx::work& tx, const std::string& order_id, const saga_transition& transition);
+  void carry_out(pqxx::work& tx, const std::string& order_id, const std::string& trace_id,
+                 const saga_transition& transition);
 
   pg::connection_pool& pool_;
   asio::thread_pool& blocking_;

@@ -1,15 +1,16 @@
 #include "orders/app/place_order.hpp"
 
-#include "orders/app/order_ids.hpp"
-
 #include <chrono>
 #include <ctime>
+
+#include "orders/app/order_ids.hpp"
 
 namespace op::orders {
 namespace {
 std::string utc_now() {
   auto now = std::chrono::system_clock::now();
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};
   gmtime_r(&t, &tm);
@@ -23,18 +24,28 @@ std::string utc_now() {
 
 place_order_result place_order(order_repository& orders, const order_presenter& presenter,
                                const order_limits& limits, order_draft draft,
-                               const std::optional<idempotency>& key) {
+                               const std::optional<idempotency>& key, std::string trace_id) {
   auto violations = check(draft, limits);
   if (!violations.empty())
     return {place_order_result::kind::invalid, std::move(violations), {}, {}};
-  if (draft.payment_method.empty()) draft.payment_method = std::string(default_payment_method);
+  if (draft.payment_method.empty())
+    draft.payment_method = std::string(default_payment_method);
 
   new_order order;
   order.order_id = new_order_id();
-  order_view placed{order.order_id,       draft.customer_id,     draft.customer_email,
-                    draft.shipping_address, draft.payment_method, "PLACED",
-                    {},                   {},                    draft.total_amount,
-                    draft.items,          utc_now(),             {}};
+  order.trace_id = std::move(trace_id);
+  order_view placed{order.order_id,
+                    draft.customer_id,
+                    draft.customer_email,
+                    draft.shipping_address,
+                    draft.payment_method,
+                    "PLACED",
+                    {},
+                    {},
+                    draft.total_amount,
+                    draft.items,
+                    utc_now(),
+                    {}};
   placed.updated_at = placed.created_at;
   order.placed_event_payload = presenter.placed_event(placed);
   order.response_body = presenter.accepted_response(order.order_id);

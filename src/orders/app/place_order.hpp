@@ -2,12 +2,12 @@
 // The place-order use case: check the order's rules, give it an id, and store it with its
 // saga and OrderPlaced event in one transaction, honouring an Idempotency-Key.
 
-#include "orders/app/ports.hpp"
-#include "orders/domain/order_rules.hpp"
-
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "orders/app/ports.hpp"
+#include "orders/domain/order_rules.hpp"
 
 namespace op::orders {
 
@@ -28,6 +28,6 @@ struct place_order_result {
 
 place_order_result place_order(order_repository& orders, const order_presenter& presenter,
                                const order_limits& limits, order_draft draft,
-                               const std::optional<idempotency>& key);
+                               const std::optional<idempotency>& key, std::string trace_id);
 
 }  // namespace op::orders

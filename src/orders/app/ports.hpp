@@ -2,12 +2,12 @@
 // What the orders use cases need from the outside world. Implemented by adapters
 // (PostgreSQL); the calls block, so HTTP handlers run them on the blocking pool.
 
-#include "orders/domain/order.hpp"
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "orders/domain/order.hpp"
 
 namespace op::orders {
 
@@ -53,6 +53,7 @@ struct idempotency {
 
 struct new_order {
   std::string order_id;
+  std::string trace_id;  // W3C trace id the order carries through every stage
   order_draft draft;
   std::string placed_event_payload;  // the OrderPlaced event's JSON payload
   std::string response_body;         // what the client is answered, kept for replays

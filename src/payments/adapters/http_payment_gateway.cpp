@@ -36,6 +36,7 @@ constexpr std::uint64_t response_body_limit = 1024 * 1024;
 struct base_url {
   std::string host;
   std::string port;
+  std::uint16_t port_number = 0;
   std::string prefix;  // path before /v1, without a trailing slash
 };
 
@@ -60,11 +61,13 @@ base_url parse_base_url(const std::string& url) {
   }
   if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']')
     out.host = out.host.substr(1, out.host.size() - 2);
-  bool numeric_port = !out.port.empty() && out.port.size() <= 5 &&
-                      std::all_of(out.port.begin(), out.port.end(),
-                                  [](char c) { return c >= '0' && c <= '9'; });
+  bool numeric_port =
+      !out.port.empty() && out.port.size() <= 5 &&
+      std::all_of(out.port.begin(), out.port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+      std::stoi(out.port) > 0 && std::stoi(out.port) <= 65535;
   if (out.host.empty() || !numeric_port)
     throw std::invalid_argument("payment gateway URL has no valid host and port: " + url);
+  out.port_number = static_cast<std::uint16_t>(std::stoi(out.port));
   return out;
 }
 
@@ -78,7 +81,7 @@ bool safe_for_header(const std::string& text) {
 // One HTTP exchange as the retry loop sees it.
 struct exchange_result {
   boost::system::error_code error;  // connection failure or timeout; status is 0 then
-  bool response_started = false;   // some of the answer arrived before `error`
+  bool response_started = false;    // some of the answer arrived before `error`
   unsigned status = 0;
   std::string body;
   bool keep_alive = false;
@@ -151,9 +154,8 @@ class http_payment_gateway::impl {
        int max_retries, std::size_t max_connections)
       : ioc_(ioc),
         url_(parse_base_url(url)),
-        host_header_(url_.host.find(':') == std::string::npos
-                         ? url_.host + ":" + url_.port
-                         : "[" + url_.host + "]:" + url_.port),
+        host_header_(url_.host.find(':') == std::string::npos ? url_.host + ":" + url_.port
+                                                              : "[" + url_.host + "]:" + url_.port),
         timeout_(timeout),
         max_retries_(std::max(0, max_retries)),
         max_connections_(std::max<std::size_t>(1, max_connections)) {}
@@ -215,7 +217,7 @@ class http_payment_gateway::impl {
   const int max_retries_;
   const std::size_t max_connections_;
 
-  std::mutex mutex_;  // guards the pool below
+  std::mutex mutex_;                               // guards the pool below
   std::vector<std::unique_ptr<connection>> idle_;  // most recently used last
   std::size_t open_ = 0;                           // idle + leased
   std::deque<waiter> waiters_;                     // callers waiting for a slot, oldest first
@@ -226,9 +228,8 @@ http_payment_gateway::impl::try_acquire_locked() {
   auto now = steady_clock::now();
   // The oldest idle connections sit at the front; past idle_limit the gateway may have
   // closed them, so they are dropped rather than tried.
-  auto stale = std::find_if(idle_.begin(), idle_.end(), [&](const auto& conn) {
-    return now - conn->last_used < idle_limit;
-  });
+  auto stale = std::find_if(idle_.begin(), idle_.end(),
+                            [&](const auto& conn) { return now - conn->last_used < idle_limit; });
   open_ -= static_cast<std::size_t>(stale - idle_.begin());
   idle_.erase(idle_.begin(), stale);
   if (!idle_.empty()) {
@@ -298,7 +299,8 @@ void http_payment_gateway::impl::release(std::unique_ptr<connection> conn, bool 
 }
 
 asio::awaitable<exchange_result> http_payment_gateway::impl::exchange(
-    connection& conn, const http::request<http::string_body>& req, steady_clock::time_point deadline) {
+    connection& conn, const http::request<http::string_body>& req,
+    steady_clock::time_point deadline) {
   exchange_result out;
   beast::tcp_stream& stream = conn.stream;
   stream.expires_at(deadline);
@@ -306,7 +308,7 @@ asio::awaitable<exchange_result> http_payment_gateway::impl::exchange(
     boost::system::error_code address_error;
     auto address = asio::ip::make_address(url_.host, address_error);
     if (!address_error) {
-      tcp::endpoint endpoint(address, static_cast<std::uint16_t>(std::stoi(url_.port)));
+      tcp::endpoint endpoint(address, url_.port_number);
       co_await stream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, out.error));
     } else {
       // The resolver is not covered by the stream's timeout: a timer cancels it at the
@@ -353,8 +355,10 @@ asio::awaitable<exchange_result> http_payment_gateway::impl::exchange(
 
 asio::awaitable<exchange_result> http_payment_gateway::impl::attempt(
     const http::request<http::string_body>& req) {
-  auto deadline = steady_clock::now() + timeout_;
   lease leased(*this, co_await acquire());
+  // The clock starts once a connection is ours: waiting for a pool slot is bounded by the
+  // other callers' deadlines, and must not turn a burst of orders into timeouts.
+  auto deadline = steady_clock::now() + timeout_;
   bool reused = leased.get().connected;
   auto strand = leased.get().stream.get_executor();
   exchange_result result =
@@ -391,8 +395,7 @@ asio::awaitable<exchange_result> http_payment_gateway::impl::send(std::string pa
     if (!is_transient(result) || attempts > max_retries_)
       co_return result;
     log::get("payments")
-        ->debug("{} {}: attempt {} failed ({}), retrying in {} ms", path, idempotency_key,
-                attempts,
+        ->debug("{} {}: attempt {} failed ({}), retrying in {} ms", path, idempotency_key, attempts,
                 result.error ? result.error.message() : fmt::format("HTTP {}", result.status),
                 delay.count());
     backoff.expires_after(delay);
@@ -404,7 +407,9 @@ asio::awaitable<exchange_result> http_payment_gateway::impl::send(std::string pa
 
 asio::awaitable<charge_result> http_payment_gateway::impl::charge(charge_request request) {
   if (!safe_for_header(request.order_id))
-    co_return charge_result{gateway_outcome::declined, {}, "invalid_request",
+    co_return charge_result{gateway_outcome::declined,
+                            {},
+                            "invalid_request",
                             "order id is empty or has control characters"};
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
@@ -441,8 +446,8 @@ asio::awaitable<charge_result> http_payment_gateway::impl::charge(charge_request
     } else {
       // We cannot tell what happened; a later retry replays the gateway's stored answer.
       out.outcome = gateway_outcome::transient_failure;
-      out.message = "payment gateway answered " + std::to_string(result.status) +
-                    " with an unexpected body";
+      out.message =
+          "payment gateway answered " + std::to_string(result.status) + " with an unexpected body";
     }
   } else if (result.status == 402) {
     auto error = parse_error(result.body);
@@ -489,8 +494,8 @@ asio::awaitable<refund_result> http_payment_gateway::impl::refund(std::string or
     document.Parse(result.body.data(), result.body.size());
     std::string status = document.HasParseError() ? "" : string_field(document, "status");
     auto amount = document.IsObject() ? document.FindMember("amountCents") : document.MemberEnd();
-    bool has_amount = document.IsObject() && amount != document.MemberEnd() &&
-                      amount->value.IsInt64();
+    bool has_amount =
+        document.IsObject() && amount != document.MemberEnd() && amount->value.IsInt64();
     if (status == "succeeded" && has_amount) {
       out.outcome = gateway_outcome::approved;
       out.refunded_cents = amount->value.GetInt64();
@@ -500,8 +505,8 @@ asio::awaitable<refund_result> http_payment_gateway::impl::refund(std::string or
       out.message = "nothing to refund: the order has no charge";
     } else {
       out.outcome = gateway_outcome::transient_failure;
-      out.message = "payment gateway answered " + std::to_string(result.status) +
-                    " with an unexpected body";
+      out.message =
+          "payment gateway answered " + std::to_string(result.status) + " with an unexpected body";
     }
   } else if (result.status >= 400 && result.status < 500) {
     out.outcome = gateway_outcome::declined;

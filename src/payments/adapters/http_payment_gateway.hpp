@@ -4,10 +4,10 @@
 // so that a retried or replayed call never charges or refunds twice. tools/
 // payment_gateway_simulator speaks the same API.
 //
-// Every attempt has its own timeout. Connection errors, timeouts, 5xx, 408 and 429 are
-// retried up to max_retries times with exponential backoff (50 ms, 100 ms, 200 ms, ... capped
-// at 2 s) and then reported as transient_failure; 402 is a decline with the gateway's decline
-// code; any other 4xx is a decline carrying the gateway's message.
+// Every attempt has its own timeout, counted from when it has a connection. Connection errors,
+// timeouts, 5xx, 408 and 429 are retried up to max_retries times with exponential backoff (50 ms,
+// 100 ms, 200 ms, ... capped at 2 s) and then reported as transient_failure; 402 is a decline with
+// the gateway's decline code; any other 4xx is a decline carrying the gateway's message.
 //
 // Connections are kept alive in a small pool (at most max_connections open; further callers
 // wait without blocking a thread) and replaced when they fail. Thread-safe: any number of
@@ -30,7 +30,7 @@ class http_payment_gateway : public payment_gateway {
   // std::invalid_argument for anything else (https is not supported).
   http_payment_gateway(asio::io_context& ioc, const std::string& base_url,
                        std::chrono::milliseconds timeout, int max_retries,
-                       std::size_t max_connections = 16);
+                       std::size_t max_connections = 64);
   ~http_payment_gateway() override;
   http_payment_gateway(const http_payment_gateway&) = delete;
   http_payment_gateway& operator=(const http_payment_gateway&) = delete;

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "platform/json/json_escape.hpp"
+#include "platform/log/trace_context.hpp"
 
 namespace op::log {
 namespace {
@@ -54,6 +55,15 @@ class json_formatter final : public spdlog::formatter {
     line += level_name(msg.level);
     line += R"(","logger":")";
     json::append_escaped(std::string_view(msg.logger_name.data(), msg.logger_name.size()), line);
+    const auto& ctx = current_context();
+    if (!ctx.order_id.empty()) {
+      line += R"(","orderId":")";
+      json::append_escaped(ctx.order_id, line);
+    }
+    if (!ctx.trace_id.empty()) {
+      line += R"(","traceId":")";
+      line += ctx.trace_id;
+    }
     line += R"(","message":")";
     json::append_escaped(std::string_view(msg.payload.data(), msg.payload.size()), line);
     line += "\"}\n";

@@ -14,16 +14,14 @@ struct message {
   std::string key;  // Kafka message key: the order id, so one order stays in one partition
   std::string event_type;
   std::string correlation_id;
-  std::string payload;  // JSON
+  std::string payload;      // JSON
+  std::string traceparent;  // W3C trace context header; empty for none
 };
 
 // Registers the prepared statements append() uses; run on every new connection.
 void prepare_statements(pqxx::connection& connection);
 
-// Adds the message to the outbox within `tx` and wakes the relay when `tx` commits.
+// Adds the message to the outbox within `tx`; the relay finds it once `tx` commits.
 void append(pqxx::work& tx, const message& m);
-
-// The LISTEN/NOTIFY channel that wakes the relay.
-inline constexpr const char* wake_channel = "outbox_ready";
 
 }  // namespace op::outbox

@@ -9,15 +9,16 @@
 
 namespace op::outbox {
 
-// The relay's connection and its LISTEN registration.
+// The relay's connection and its prepared statements.
 class pqxx_session {
  public:
-  explicit pqxx_session(const std::string& conninfo) : connection(conninfo), listener(connection) {
-    connection.prepare("outbox_claim",
-                       "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
-                       " payload, to_char(created_at AT TIME ZONE 'UTC',"
-                       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') FROM outbox WHERE sent_at IS NULL"
-                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
+  explicit pqxx_session(const std::string& conninfo) : connection(conninfo) {
+    connection.prepare(
+        "outbox_claim",
+        "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
+        " payload, to_char(created_at AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), traceparent FROM outbox WHERE sent_at IS NULL"
+        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
                        " 0)::float8 FROM outbox WHERE sent_at IS NULL");
@@ -25,12 +26,6 @@ class pqxx_session {
                        "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])");
   }
   pqxx::connection connection;
-
- private:
-  struct wake_listener final : pqxx::notification_receiver {
-    explicit wake_listener(pqxx::connection& c) : pqxx::notification_receiver(c, wake_channel) {}
-    void operator()(const std::string&, int) override {}
-  } listener;
 };
 
 std::string envelope(const std::string& event_id, const std::string& event_type,
@@ -72,16 +67,8 @@ void outbox_relay::run() {
         session = std::make_unique<pqxx_session>(settings_.conninfo);
       int claimed = relay_batch(*session);
       measure_backlog(*session);
-      if (claimed < settings_.batch_size && !stopping_) {
-        // Idle: sleep until an order commits (NOTIFY) or the wait runs out. Short waits keep
-        // stop() prompt.
-        auto waited = std::chrono::milliseconds(0);
-        while (!stopping_ && waited < settings_.idle_wait) {
-          if (session->connection.await_notification(0, 100'000) > 0)
-            break;
-          waited += std::chrono::milliseconds(100);
-        }
-      }
+      if (claimed < settings_.batch_size && !stopping_)
+        std::this_thread::sleep_for(settings_.idle_wait);
     } catch (const std::exception& e) {
       logger->warn("outbox relay interrupted, retrying: {}", e.what());
       session.reset();

@@ -1,6 +1,8 @@
 #pragma once
 // Publishes outbox rows to Kafka and marks them sent. Runs on its own thread with its own
-// PostgreSQL connection, woken by NOTIFY when an order commits (and every second anyway).
+// PostgreSQL connection, polling the partial index of unsent rows every few milliseconds
+// while idle. (Not LISTEN/NOTIFY: PostgreSQL serializes the commits of notifying
+// transactions on one lock, which capped the whole pipeline's throughput.)
 // Rows are claimed with FOR UPDATE SKIP LOCKED, so several replicas share the work; a row is
 // marked sent only after Kafka acknowledged it, so nothing is lost while the broker is down.
 // A crash between acknowledgement and marking republishes the row with the same event id.
@@ -17,7 +19,7 @@ namespace op::outbox {
 struct relay_settings {
   std::string conninfo;
   int batch_size = 500;
-  std::chrono::milliseconds idle_wait{1000};
+  std::chrono::milliseconds idle_wait{5};
 };
 
 class outbox_relay {
