@@ -45,9 +45,11 @@ void settle(unsigned short port) {
   while (quiet < 2 && std::chrono::steady_clock::now() < deadline) {
     auto text = scrape(port);
     auto lag = test::http_get(port, "/actuator/metrics/kafka.consumer.lag").body;
+    // Assigned partitions (a topic among the tags), all consumed, nothing in flight or unsent.
     bool idle = sample(text, "pipeline_messages_in_flight") == 0 &&
                 sample(text, "outbox_backlog_events") == 0 &&
-                lag.find(R"("value":0})") != std::string::npos;
+                lag.find(R"("value":0})") != std::string::npos &&
+                lag.find(R"("tag":"topic","values":[")") != std::string::npos;
     quiet = idle ? quiet + 1 : 0;
     std::this_thread::sleep_for(2500ms);
   }

@@ -110,6 +110,8 @@ int outbox_relay::relay_batch(pqxx_session& session) {
          envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
                   r[6].as<std::string>()),
          {{"event-id", event_id}, {"event-type", event_type}, {"correlation-id", correlation_id}}});
+    if (!r[8].is_null())
+      messages.back().headers.push_back({"traceparent", r[8].as<std::string>()});
   }
   auto delivered = producer_.send_batch(messages);
   std::string ids = "{";
