@@ -1,17 +1,17 @@
 // The orders HTTP API against the real server, PostgreSQL and Kafka.
 
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+
+#include <catch2/catch.hpp>
+#include <set>
+#include <thread>
+
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_test_consumer.hpp"
 #include "support/server_process.hpp"
 #include "support/test_environment.hpp"
-
-#include <catch2/catch.hpp>
-#include <fmt/format.h>
-#include <rapidjson/document.h>
-
-#include <set>
-#include <thread>
 
 using namespace op;
 using namespace std::chrono_literals;
@@ -54,7 +54,8 @@ struct running_server {
 test::http_reply post_order(unsigned short port, const std::string& body,
                             const std::string& idempotency_key = "") {
   std::map<std::string, std::string> headers;
-  if (!idempotency_key.empty()) headers["Idempotency-Key"] = idempotency_key;
+  if (!idempotency_key.empty())
+    headers["Idempotency-Key"] = idempotency_key;
   return test::http_call(port, "POST", "/api/orders", body, headers);
 }
 
@@ -155,7 +156,8 @@ TEST_CASE("every class of bad input gets its 4xx naming the field, and the serve
     CHECK_FALSE(test::json_field(reply.body, "message").empty());
   }
 
-  std::string huge = R"({"customerId":"c","shippingAddress":")" + std::string(1100 * 1024, 'a') + "\"}";
+  std::string huge =
+      R"({"customerId":"c","shippingAddress":")" + std::string(1100 * 1024, 'a') + "\"}";
   auto too_large = post_order(s.port(), huge);
   CHECK(too_large.status == 413);
   CHECK(test::json_field(too_large.body, "error") == "payload_too_large");
@@ -196,9 +198,11 @@ TEST_CASE("an Idempotency-Key replays the first answer and never creates a secon
   for (std::size_t i = 0; i < answers.size(); ++i)
     threads.emplace_back([&, i] {
       auto r = post_order(s.port(), body, concurrent_key);
-      answers[i] = r.status == 200 ? test::json_field(r.body, "orderId") : "status " + std::to_string(r.status);
+      answers[i] = r.status == 200 ? test::json_field(r.body, "orderId")
+                                   : "status " + std::to_string(r.status);
     });
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   std::set<std::string> distinct(answers.begin(), answers.end());
   CHECK(distinct.size() == 1);
   CHECK(distinct.begin()->rfind("ORD-", 0) == 0);
@@ -234,7 +238,8 @@ TEST_CASE("admin routes need the bearer token", "[orders][admin]") {
                                  {{"Authorization", "Bearer " + test::test_admin_token}});
   CHECK(metrics.status == 200);
   CHECK(metrics.body.front() == '[');
-  CHECK(test::http_call(s.port(), "PUT", "/api/admin/products/p1", R"({"name":"x"})").status == 401);
+  CHECK(test::http_call(s.port(), "PUT", "/api/admin/products/p1", R"({"name":"x"})").status ==
+        401);
   auto bad_product = test::http_call(s.port(), "PUT", "/api/admin/products/p1",
                                      R"({"name":"x","price":1.001,"stock":1})",
                                      {{"Authorization", "Bearer " + test::test_admin_token}});

@@ -1,18 +1,21 @@
 // The argument forms the code base passes to coroutines inside co_await (see
 // platform/runtime/asio.hpp). Under the ASan build a double destruction fails this test.
 
-#include "platform/runtime/asio.hpp"
-
 #include <catch2/catch.hpp>
-
 #include <functional>
 #include <string>
+
+#include "platform/runtime/asio.hpp"
 
 namespace {
 using op::asio::awaitable;
 
-awaitable<std::size_t> length_of(std::string text) { co_return text.size(); }
-awaitable<std::size_t> call(const std::function<std::size_t()>& f) { co_return f(); }
+awaitable<std::size_t> length_of(std::string text) {
+  co_return text.size();
+}
+awaitable<std::size_t> call(const std::function<std::size_t()>& f) {
+  co_return f();
+}
 
 std::size_t run(awaitable<std::size_t> (*body)()) {
   op::asio::io_context ioc;

@@ -1,7 +1,8 @@
-#include "orders/adapters/order_json.hpp"
 #include "orders/domain/order_rules.hpp"
 
 #include <catch2/catch.hpp>
+
+#include "orders/adapters/order_json.hpp"
 
 using namespace op::orders;
 
@@ -17,7 +18,8 @@ order_draft valid_draft() {
 
 std::vector<std::string> fields_of(const std::vector<violation>& vs) {
   std::vector<std::string> out;
-  for (const auto& v : vs) out.push_back(v.field + ": " + v.rule);
+  for (const auto& v : vs)
+    out.push_back(v.field + ": " + v.rule);
   return out;
 }
 
@@ -108,15 +110,18 @@ TEST_CASE("the request JSON is read exactly and typed strictly", "[rules][json]"
         std::vector<std::string>{"items: must be an array"});
   CHECK(parse_errors(R"({"customerId":"c","totalAmount":1,"items":[5]})") ==
         std::vector<std::string>{"items[0]: must be an object"});
-  CHECK(parse_errors(
-            R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":2.5,"price":1}]})") ==
-        std::vector<std::string>{"items[0].quantity: must be a positive integer"});
-  CHECK(parse_errors(
-            R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":-2}]})") ==
-        std::vector<std::string>{"items[0].price: must not be negative"});
+  CHECK(
+      parse_errors(
+          R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":2.5,"price":1}]})") ==
+      std::vector<std::string>{"items[0].quantity: must be a positive integer"});
+  CHECK(
+      parse_errors(
+          R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":-2}]})") ==
+      std::vector<std::string>{"items[0].price: must not be negative"});
 }
 
 TEST_CASE("the placement answer carries the seed's message", "[json]") {
-  CHECK(placement_json("ORD-1", "PLACED") ==
-        R"({"message":"Order placed successfully. Order ID: ORD-1","orderId":"ORD-1","status":"PLACED"})");
+  CHECK(
+      placement_json("ORD-1", "PLACED") ==
+      R"({"message":"Order placed successfully. Order ID: ORD-1","orderId":"ORD-1","status":"PLACED"})");
 }

@@ -1,7 +1,8 @@
 #pragma once
 // Catalog and stock administration (admin token required):
 //   PUT /api/admin/products/{id}  {"name","price","stock","active"}  create or update
-//   GET /api/admin/products/{id}  {"productId","name","price","active","available","reserved","sold"}
+//   GET /api/admin/products/{id}
+//   {"productId","name","price","active","available","reserved","sold"}
 
 #include "inventory/app/ports.hpp"
 #include "platform/http/router.hpp"

@@ -2,11 +2,11 @@
 // What the inventory use cases need from storage. Stock is three counters that always add
 // up to what was stocked: available + reserved + sold.
 
-#include "orders/domain/money.hpp"
-
 #include <cstdint>
 #include <optional>
 #include <string>
+
+#include "orders/domain/money.hpp"
 
 namespace op::inventory {
 

@@ -2,11 +2,11 @@
 // An order as the shop submits it, after its JSON has been read into typed fields but before
 // any rule is checked. The rules live in order_rules.hpp.
 
-#include "orders/domain/money.hpp"
-
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "orders/domain/money.hpp"
 
 namespace op::orders {
 

@@ -6,14 +6,16 @@
 namespace op::orders {
 
 bool is_valid_id(std::string_view text) {
-  if (text.empty() || text.size() > max_id_length) return false;
+  if (text.empty() || text.size() > max_id_length)
+    return false;
   return std::all_of(text.begin(), text.end(), [](unsigned char c) {
     return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':';
   });
 }
 
 bool looks_like_email(std::string_view text) {
-  if (text.size() < 3 || text.size() > max_email_length) return false;
+  if (text.size() < 3 || text.size() > max_email_length)
+    return false;
   if (std::any_of(text.begin(), text.end(),
                   [](unsigned char c) { return std::isspace(c) || std::iscntrl(c); }))
     return false;
@@ -28,7 +30,9 @@ bool looks_like_email(std::string_view text) {
 
 std::vector<violation> check(const order_draft& draft, const order_limits& limits) {
   std::vector<violation> out;
-  auto too_long = [](std::size_t n) { return "must be at most " + std::to_string(n) + " characters"; };
+  auto too_long = [](std::size_t n) {
+    return "must be at most " + std::to_string(n) + " characters";
+  };
 
   if (draft.customer_id.empty())
     out.push_back({"customerId", "is required"});
@@ -48,7 +52,8 @@ std::vector<violation> check(const order_draft& draft, const order_limits& limit
       out.push_back({"paymentMethod", "must be a payment method token starting with 'pm_'"});
   }
 
-  if (draft.items.empty()) out.push_back({"items", "must contain at least one item"});
+  if (draft.items.empty())
+    out.push_back({"items", "must contain at least one item"});
   if (draft.items.size() > static_cast<std::size_t>(limits.max_items))
     out.push_back({"items", "must contain at most " + std::to_string(limits.max_items) + " items"});
 

@@ -3,10 +3,10 @@
 // quantities, item count. Catalog rules (customer and product exist, prices and total match
 // the catalog) are checked later by the validation stage, which sees the database.
 
-#include "orders/domain/order.hpp"
-
 #include <string>
 #include <vector>
+
+#include "orders/domain/order.hpp"
 
 namespace op::orders {
 

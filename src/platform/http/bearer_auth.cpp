@@ -4,7 +4,8 @@ namespace op::http {
 namespace {
 // Compares in time independent of where the first difference is.
 bool same(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
+  if (a.size() != b.size())
+    return false;
   unsigned char diff = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
     diff |= static_cast<unsigned char>(a[i] ^ b[i]);
@@ -20,7 +21,8 @@ std::optional<response> require_bearer(const request_context& ctx, const std::st
     message = "the admin API is disabled: no admin token is configured (ADMIN_TOKEN)";
   else if (header.empty())
     message = "missing Authorization: Bearer <token> header";
-  else if (header.substr(0, scheme.size()) != scheme || !same(header.substr(scheme.size()), expected))
+  else if (header.substr(0, scheme.size()) != scheme ||
+           !same(header.substr(scheme.size()), expected))
     message = "invalid admin token";
   else
     return std::nullopt;

@@ -1,9 +1,8 @@
 #include "platform/http/server.hpp"
 
+#include <array>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <array>
 
 #include "platform/log/logging.hpp"
 
@@ -96,7 +95,8 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
         while (discarded < 4 * config_.body_limit_bytes) {
           auto n = co_await conn->stream.async_read_some(
               asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ignored));
-          if (ignored) break;
+          if (ignored)
+            break;
           discarded += n;
         }
       }

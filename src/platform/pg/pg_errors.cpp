@@ -1,15 +1,18 @@
 #include "platform/pg/pg_errors.hpp"
 
-#include "platform/pg/connection_pool.hpp"
-
 #include <pqxx/pqxx>
+
+#include "platform/pg/connection_pool.hpp"
 
 namespace op::pg {
 
 bool is_transient(const std::exception& e) {
-  if (dynamic_cast<const pqxx::broken_connection*>(&e)) return true;
-  if (dynamic_cast<const pqxx::in_doubt_error*>(&e)) return true;
-  if (dynamic_cast<const pool_exhausted*>(&e)) return true;
+  if (dynamic_cast<const pqxx::broken_connection*>(&e))
+    return true;
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e))
+    return true;
+  if (dynamic_cast<const pool_exhausted*>(&e))
+    return true;
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
     const std::string state = sql->sqlstate();
     // 08: connection exception, 57P: operator intervention (shutdown), 53: insufficient
