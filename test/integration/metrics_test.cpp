@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -138,6 +140,25 @@ TEST_CASE("counters and histograms move by exactly what the orders did, and prom
   CHECK(lag.body.find(R"("measurements":[{"statistic":"VALUE","value":)") != std::string::npos);
   CHECK(lag.body.find(R"("tag":"topic","values":[)") != std::string::npos);
   CHECK(lag.body.find("orders.placed") != std::string::npos);
+  // Every metric the Grafana dashboard queries exists.
+  std::ifstream dashboard_file(test::repo_root() + "/deploy/grafana/order-pipeline.json");
+  std::stringstream dashboard;
+  dashboard << dashboard_file.rdbuf();
+  std::regex metric_name(R"(\b((orders|order|pipeline|kafka|outbox|http|db|process)_[a-z_]+))");
+  std::set<std::string> queried;
+  auto text = dashboard.str();
+  for (std::sregex_iterator it(text.begin(), text.end(), metric_name), end; it != end; ++it) {
+    auto name = (*it)[1].str();
+    if (name.size() > 7 && name.compare(name.size() - 7, 7, "_bucket") == 0)
+      name.resize(name.size() - 7);
+    queried.insert(name);
+  }
+  CHECK(queried.size() >= 10);
+  for (const auto& name : queried) {
+    INFO(name);
+    CHECK(after.find("# TYPE " + name + " ") != std::string::npos);
+  }
+
   auto names = test::http_get(port, "/actuator/metrics");
   CHECK(names.body.find("kafka.consumer.lag") != std::string::npos);
   CHECK(test::http_get(port, "/actuator/metrics/no.such.metric").status == 404);

@@ -116,6 +116,8 @@ std::string customer_json(const customer& c) {
 
 void add_order_routes(http::router& routes, const order_routes_context& context) {
   auto ctx = std::make_shared<order_routes_context>(context);
+  // Registered at start so the series exists (at zero) before the first order.
+  metrics::global().get_counter("orders_placed_total", "Orders accepted by POST /api/orders.");
 
   routes.add(
       http::verb::post, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {

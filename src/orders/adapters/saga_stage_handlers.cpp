@@ -103,6 +103,15 @@ void count_message(const char* stage, const std::string& outcome, double seconds
       .observe(seconds);
 }
 
+void record_final_counters_at_zero() {
+  auto& registry = metrics::global();
+  registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.");
+  registry.get_counter("orders_failed_total", "Orders that ended FAILED.");
+  for (auto reason : all_cancel_reasons)
+    registry.get_counter("orders_cancelled_total", "Orders that ended CANCELLED, by reason.",
+                         {{"reason", std::string(to_string(reason))}});
+}
+
 // Counts an order reaching its final state and how long it took from placement.
 void record_final(const saga_state& next, double age_seconds) {
   auto& registry = metrics::global();
@@ -132,7 +141,11 @@ void record_final(const saga_state& next, double age_seconds) {
 
 saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread_pool& blocking,
                                          payments::payment_gateway& gateway, saga_topics topics)
-    : pool_(pool), blocking_(blocking), gateway_(gateway), topics_(std::move(topics)) {}
+    : pool_(pool), blocking_(blocking), gateway_(gateway), topics_(std::move(topics)) {
+  // Every outcome series exists from the start, at zero, so rates and alerts work before
+  // the first such order.
+  record_final_counters_at_zero();
+}
 
 void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_claim_event",
