@@ -21,7 +21,6 @@ struct request_context {
   const request& req;
   std::map<std::string, std::string> path_params;
   std::map<std::string, std::string> query;
-  std::string route;  // the matched pattern, e.g. /api/orders/{id}; bounded for metrics
 
   std::optional<std::string> query_param(const std::string& name) const {
     auto it = query.find(name);

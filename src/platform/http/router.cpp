@@ -134,7 +134,7 @@ asio::awaitable<response> router::route_request(const request& req, std::string&
       continue;
     }
     route = r.pattern;
-    request_context ctx{req, std::move(params), std::move(query), r.pattern};
+    request_context ctx{req, std::move(params), std::move(query)};
     try {
       co_return co_await r.h(ctx);
     } catch (const std::exception& e) {

@@ -127,7 +127,6 @@ int outbox_relay::relay_batch(pqxx_session& session) {
   if (sent)
     tx.exec_prepared("outbox_mark_sent", ids);
   tx.commit();
-  published_ += sent;
   static auto& published = metrics::global().get_counter(
       "outbox_events_published_total", "Outbox events acknowledged by Kafka and marked sent.");
   published.inc(sent);

@@ -30,8 +30,6 @@ class outbox_relay {
   void start();
   void stop();  // finishes the batch in hand, then returns
 
-  std::int64_t published() const { return published_; }
-
  private:
   void run();
   // Publishes one batch; returns how many rows it claimed.
@@ -42,7 +40,6 @@ class outbox_relay {
   relay_settings settings_;
   kafka::producer& producer_;
   std::atomic<bool> stopping_{false};
-  std::atomic<std::int64_t> published_{0};
   std::chrono::steady_clock::time_point last_measured_{};
   std::thread thread_;
 };
