@@ -468,6 +468,7 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
                 ? charged->message
                 : fmt::format("{}: {}", charged->decline_code, charged->message)};
       case payments::gateway_outcome::transient_failure:
+      case payments::gateway_outcome::unavailable:
         break;
     }
     return events::payment_failed{charged->message};
@@ -497,7 +498,8 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
           if (refunds_stopping_)
             break;
           auto result = asio::co_spawn(ioc, gateway_.refund(order_id), asio::use_future).get();
-          if (result.outcome == payments::gateway_outcome::transient_failure) {
+          if (result.outcome == payments::gateway_outcome::transient_failure ||
+              result.outcome == payments::gateway_outcome::unavailable) {
             logger->warn("refund of order {} failed, will retry: {}", order_id, result.message);
             continue;
           }

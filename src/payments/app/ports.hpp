@@ -3,6 +3,7 @@
 // gateway only through payment_gateway; adapters/ holds the HTTP implementation and
 // test/support the fakes.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -28,19 +29,23 @@ struct charge_request {
 
 // transient_failure means "we do not know yet": the charge may be retried later with the
 // same order id and cannot be taken twice, because implementations key every call on it.
-enum class gateway_outcome { approved, declined, transient_failure };
+// unavailable means the call was not even tried because the gateway is known to be down (an
+// open circuit breaker); retry_after says when trying again makes sense.
+enum class gateway_outcome { approved, declined, transient_failure, unavailable };
 
 struct charge_result {
   gateway_outcome outcome = gateway_outcome::transient_failure;
   std::string charge_id;     // when approved
   std::string decline_code;  // when declined, e.g. "insufficient_funds"
   std::string message;       // human-readable detail for logs and the saga's reason
+  std::chrono::milliseconds retry_after{0};  // when unavailable
 };
 
 struct refund_result {
   gateway_outcome outcome = gateway_outcome::transient_failure;
   std::int64_t refunded_cents = 0;  // 0 when the order had nothing to refund
   std::string message;
+  std::chrono::milliseconds retry_after{0};  // when unavailable
 };
 
 // Implementations must be safe to call concurrently from many coroutines on any executor.

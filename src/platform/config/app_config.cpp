@@ -76,6 +76,32 @@ std::vector<key_spec> build_key_table() {
        "http://127.0.0.1:8090",
        {"PAYMENT_GATEWAY_URL"},
        "base URL of the REST payment gateway"},
+      {"app.payment.circuit-breaker.failure-rate-threshold",
+       "50",
+       {},
+       "percent of failed gateway calls in the window that opens the breaker"},
+      {"app.payment.circuit-breaker.sliding-window-size",
+       "20",
+       {},
+       "gateway calls the failure rate is computed over"},
+      {"app.payment.circuit-breaker.minimum-number-of-calls",
+       "10",
+       {},
+       "calls in the window before the failure rate counts"},
+      {"app.payment.circuit-breaker.wait-duration-in-open-state",
+       "10000",
+       {},
+       "ms the breaker stays open before trial calls"},
+      {"app.payment.circuit-breaker.permitted-number-of-calls-in-half-open-state",
+       "3",
+       {},
+       "trial calls while half-open; all must succeed to close"},
+      {"app.saga.deadline.validation", "300000", {}, "ms an order may wait for validation"},
+      {"app.saga.deadline.reservation", "300000", {}, "ms an order may wait for its reservation"},
+      {"app.saga.deadline.payment", "120000", {}, "ms an order may wait for its payment"},
+      {"app.saga.deadline.confirmation", "300000", {}, "ms an order may wait for confirmation"},
+      {"app.saga.sweep-interval", "1000", {}, "ms between scans for sagas past their deadline"},
+      {"app.dlq.replay-rate", "50", {}, "messages per second a bulk DLQ replay re-injects at most"},
       {"app.orders.max-quantity", "1000", {}, "largest quantity of one order item"},
       {"app.orders.max-items", "100", {}, "most items in one order"},
       {"app.admin.token", "", {"ADMIN_TOKEN"}, "bearer token of /api/admin/*; empty disables it"},
@@ -303,6 +329,23 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.payment.timeout = r.millis("app.payment.timeout", 10, 600'000);
   c.payment.max_retries = static_cast<int>(r.integer("app.payment.max-retries", 0, 100));
   c.payment.gateway_url = r.text("app.payment.gateway-url");
+  auto& breaker = c.payment.circuit_breaker;
+  breaker.failure_rate_threshold =
+      static_cast<int>(r.integer("app.payment.circuit-breaker.failure-rate-threshold", 1, 100));
+  breaker.sliding_window_size =
+      static_cast<int>(r.integer("app.payment.circuit-breaker.sliding-window-size", 1, 10'000));
+  breaker.minimum_calls =
+      static_cast<int>(r.integer("app.payment.circuit-breaker.minimum-number-of-calls", 1, 10'000));
+  breaker.open_duration =
+      r.millis("app.payment.circuit-breaker.wait-duration-in-open-state", 1, 3'600'000);
+  breaker.half_open_calls = static_cast<int>(
+      r.integer("app.payment.circuit-breaker.permitted-number-of-calls-in-half-open-state", 1, 1000));
+  c.saga.validation_deadline = r.millis("app.saga.deadline.validation", 100, 86'400'000);
+  c.saga.reservation_deadline = r.millis("app.saga.deadline.reservation", 100, 86'400'000);
+  c.saga.payment_deadline = r.millis("app.saga.deadline.payment", 100, 86'400'000);
+  c.saga.confirmation_deadline = r.millis("app.saga.deadline.confirmation", 100, 86'400'000);
+  c.saga.sweep_interval = r.millis("app.saga.sweep-interval", 10, 600'000);
+  c.dlq.replay_rate = static_cast<int>(r.integer("app.dlq.replay-rate", 1, 100'000));
   c.orders.max_quantity = static_cast<int>(r.integer("app.orders.max-quantity", 1, 1'000'000));
   c.orders.max_items = static_cast<int>(r.integer("app.orders.max-items", 1, 10'000));
   c.admin.token = r.text("app.admin.token");

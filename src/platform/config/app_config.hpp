@@ -59,10 +59,35 @@ struct retry_config {
   milliseconds backoff_delay{1000};
 };
 
+// Resilience4j's names and meaning: the breaker opens when at least failure_rate_threshold
+// percent of the last sliding_window_size calls failed (once minimum_calls were made), stays
+// open for open_duration, then lets half_open_calls trial calls through.
+struct circuit_breaker_config {
+  int failure_rate_threshold = 50;
+  int sliding_window_size = 20;
+  int minimum_calls = 10;
+  milliseconds open_duration{10000};
+  int half_open_calls = 3;
+};
+
 struct payment_config {
   milliseconds timeout{5000};
   int max_retries = 3;
   std::string gateway_url;
+  circuit_breaker_config circuit_breaker;
+};
+
+// How long a saga may sit in each step before the sweeper compensates it.
+struct saga_config {
+  milliseconds validation_deadline{300000};
+  milliseconds reservation_deadline{300000};
+  milliseconds payment_deadline{120000};
+  milliseconds confirmation_deadline{300000};
+  milliseconds sweep_interval{1000};
+};
+
+struct dlq_config {
+  int replay_rate = 50;  // messages per second a bulk replay re-injects at most
 };
 
 struct orders_config {
@@ -90,6 +115,8 @@ struct app_config {
   database_config database;
   retry_config retry;
   payment_config payment;
+  saga_config saga;
+  dlq_config dlq;
   orders_config orders;
   admin_config admin;
   logging_config logging;
