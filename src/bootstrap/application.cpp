@@ -8,8 +8,11 @@
 
 #include "inventory/adapters/pg_product_repository.hpp"
 #include "inventory/adapters/product_routes.hpp"
+#include "orders/adapters/dead_letters.hpp"
+#include "orders/adapters/dlq_routes.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
+#include "orders/adapters/saga_jobs.hpp"
 #include "orders/adapters/saga_stage_handlers.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/http/health_routes.hpp"
@@ -49,6 +52,18 @@ std::optional<std::string> probe_database(const std::string& conninfo,
   }
 }
 
+orders::saga_settings saga_settings_of(const config::app_config& c) {
+  orders::saga_settings s;
+  s.topics = {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
+              c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
+              c.kafka.order_failed.name};
+  s.retry.max_retries = c.retry.max_attempts;
+  s.retry.base_delay = c.retry.backoff_delay;
+  s.deadlines = {c.saga.validation_deadline, c.saga.reservation_deadline, c.saga.payment_deadline,
+                 c.saga.confirmation_deadline};
+  return s;
+}
+
 }  // namespace
 
 struct application::parts {
@@ -63,15 +78,16 @@ struct application::parts {
         customers(pool),
         products(pool),
         gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
-        stages(pool, blocking, gateway,
-               {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
-                c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
-                c.kafka.order_failed.name}),
+        dead_letters(c.kafka.dlq_orders.name),
+        stages(pool, blocking, gateway, dead_letters, saga_settings_of(c)),
+        jobs(stages, dead_letters, pool, stage_workers,
+             {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
         monitor(c.runtime.health_interval),
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
     pool.add_setup(orders::saga_stage_handlers::prepare_statements);
+    pool.add_setup(orders::dead_letter_queue::prepare_statements);
     auto stage = [&](const config::topic_config& topic, auto member) {
       consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
           kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
@@ -95,9 +111,11 @@ struct application::parts {
   orders::pg_customer_repository customers;
   inventory::pg_product_repository products;
   payments::http_payment_gateway gateway;
-  orders::saga_stage_handlers stages;
-  // The partitions' strands of every stage share these threads.
+  // The partitions' strands of every stage, and the retries, share these threads.
   asio::thread_pool stage_workers{2};
+  orders::dead_letter_queue dead_letters;
+  orders::saga_stage_handlers stages;
+  orders::saga_jobs jobs;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
   runtime::health_monitor monitor;
   http::router routes;
@@ -162,6 +180,8 @@ int application::run() {
                                       {c.orders.max_quantity, c.orders.max_items},
                                       c.admin.token});
   inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
+  orders::add_dlq_routes(p.routes,
+                         {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
 
   try {
     p.server.start();
@@ -216,6 +236,7 @@ int application::run() {
     for (auto& consumer : p.consumers)
       consumer->start();
     p.stages.start_refunds(p.ioc);
+    p.jobs.start();
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
   });
@@ -261,6 +282,9 @@ int application::run() {
   };
   for (auto& consumer : p.consumers)
     consumer->stop(remaining());
+  // Offsets are committed: what still waits for the database is delivered again later.
+  p.stages.abandon_waiting_steps();
+  p.jobs.stop();
   p.stages.stop_refunds();
   p.relay.stop();
   p.ioc.stop();

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 
+#include <random>
+
 #include "orders/adapters/order_json.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "platform/json/json_escape.hpp"
@@ -10,6 +12,7 @@
 #include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
+#include "platform/pg/hex.hpp"
 #include "platform/pg/pg_errors.hpp"
 #include "platform/runtime/offload.hpp"
 
@@ -21,7 +24,8 @@ struct saga_stage_handlers::saga_row {
   std::string customer_id;
   std::int64_t total_cents = 0;
   std::string payment_method;
-  double age_seconds = 0;  // since the order was placed
+  double age_seconds = 0;       // since the order was placed
+  double step_age_seconds = 0;  // since the saga entered its current step
   std::string trace_id;
 };
 
@@ -33,6 +37,7 @@ const char* const validate_consumer = "validate";
 const char* const reserve_consumer = "reserve";
 const char* const pay_consumer = "pay";
 const char* const confirm_consumer = "confirm";
+const char* const deadline_consumer = "deadline";
 
 std::string event_type_of(topic_kind topic) {
   switch (topic) {
@@ -140,11 +145,27 @@ void record_final(const saga_state& next, double age_seconds) {
 }  // namespace
 
 saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread_pool& blocking,
-                                         payments::payment_gateway& gateway, saga_topics topics)
-    : pool_(pool), blocking_(blocking), gateway_(gateway), topics_(std::move(topics)) {
+                                         payments::payment_gateway& gateway,
+                                         const dead_letter_queue& dead_letters,
+                                         saga_settings settings)
+    : pool_(pool),
+      blocking_(blocking),
+      gateway_(gateway),
+      dead_letters_(dead_letters),
+      settings_(std::move(settings)) {
   // Every outcome series exists from the start, at zero, so rates and alerts work before
   // the first such order.
   record_final_counters_at_zero();
+  auto& registry = metrics::global();
+  for (const char* stage : {validate_consumer, reserve_consumer, pay_consumer, confirm_consumer})
+    registry.get_counter("pipeline_retries_scheduled_total",
+                         "Saga steps scheduled to run again after a transient failure.",
+                         {{"stage", stage}});
+  for (auto step :
+       {saga_step::validation, saga_step::reservation, saga_step::payment, saga_step::confirmation})
+    registry.get_counter("saga_deadlines_expired_total",
+                         "Sagas compensated because a step passed its deadline.",
+                         {{"step", std::string(to_string(step))}});
 }
 
 void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
@@ -157,7 +178,8 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT s.state, s.reason, s.detail, s.inventory_held, s.payment_captured,"
             " o.customer_id, o.total_cents, o.payment_method,"
             " extract(epoch FROM clock_timestamp() - o.created_at)::float8,"
-            " coalesce(o.trace_id, '') FROM sagas s"
+            " coalesce(o.trace_id, ''),"
+            " extract(epoch FROM clock_timestamp() - s.step_started_at)::float8 FROM sagas s"
             " JOIN orders o USING (order_id) WHERE s.order_id = $1 FOR UPDATE OF s");
   c.prepare("saga_peek",
             "SELECT s.state, o.total_cents, o.payment_method FROM sagas s"
@@ -196,19 +218,53 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_commit_stock",
             "UPDATE products SET reserved = reserved - $2, sold = sold + $2, updated_at = now()"
             " WHERE product_id = $1");
+  // A capture that arrives after a deadline already asked for a refund fills in the amount.
   c.prepare("saga_record_payment",
             "INSERT INTO payments (order_id, charge_id, amount_cents) VALUES ($1, $2, $3)"
-            " ON CONFLICT (order_id) DO NOTHING");
+            " ON CONFLICT (order_id) DO UPDATE SET charge_id = EXCLUDED.charge_id,"
+            " amount_cents = EXCLUDED.amount_cents WHERE payments.charge_id = ''");
+  // Also after an earlier refund that found nothing to refund: a capture may have landed since.
   c.prepare("saga_request_refund",
             "INSERT INTO payments (order_id, charge_id, amount_cents, refund_state)"
             " VALUES ($1, '', 0, 'PENDING') ON CONFLICT (order_id) DO UPDATE"
-            " SET refund_state = 'PENDING' WHERE payments.refund_state IS NULL");
+            " SET refund_state = 'PENDING' WHERE payments.refund_state IS NULL"
+            " OR (payments.refund_state = 'REFUNDED'"
+            " AND payments.refunded_cents < payments.amount_cents)");
   c.prepare("saga_pending_refunds",
             "SELECT order_id FROM payments WHERE refund_state = 'PENDING' ORDER BY order_id"
             " LIMIT 100");
   c.prepare("saga_refund_done",
             "UPDATE payments SET refund_state = 'REFUNDED', refunded_cents = $2,"
             " refunded_at = now() WHERE order_id = $1 AND refund_state = 'PENDING'");
+  c.prepare("saga_schedule_retry",
+            "INSERT INTO stage_retries (stage, order_id, topic, partition, \"offset\","
+            " message_key, payload, headers, attempts, error_class, last_error,"
+            " first_failure_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, decode($7, 'hex'),"
+            " $8::jsonb, $9, $10, $11, coalesce($12::timestamptz, now()),"
+            " now() + make_interval(secs => $13))"
+            " ON CONFLICT (stage, order_id) DO UPDATE SET topic = EXCLUDED.topic,"
+            " partition = EXCLUDED.partition, \"offset\" = EXCLUDED.\"offset\","
+            " message_key = EXCLUDED.message_key, payload = EXCLUDED.payload,"
+            " headers = EXCLUDED.headers, attempts = EXCLUDED.attempts,"
+            " error_class = EXCLUDED.error_class, last_error = EXCLUDED.last_error,"
+            " last_failure_at = now(), due_at = EXCLUDED.due_at");
+  // A claimed retry is leased for a minute: if its replica dies, another one runs it then.
+  c.prepare("saga_claim_due_retries",
+            "UPDATE stage_retries SET due_at = now() + interval '60 seconds' WHERE id IN"
+            " (SELECT id FROM stage_retries WHERE due_at <= now() ORDER BY due_at LIMIT $1"
+            " FOR UPDATE SKIP LOCKED) RETURNING id, stage, attempts,"
+            " to_char(first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+            " topic, partition, \"offset\", message_key, encode(payload, 'hex'), headers::text");
+  c.prepare("saga_take_retry", "DELETE FROM stage_retries WHERE id = $1 AND attempts = $2");
+  c.prepare("saga_retry_pending", "SELECT 1 FROM stage_retries WHERE id = $1 AND attempts = $2");
+  c.prepare("saga_count_retries", "SELECT count(*) FROM stage_retries");
+  c.prepare("saga_overdue",
+            "SELECT order_id FROM sagas WHERE (state = 'PLACED' AND step_started_at <"
+            " now() - make_interval(secs => $1)) OR (state = 'VALIDATED' AND step_started_at <"
+            " now() - make_interval(secs => $2)) OR (state = 'INVENTORY_RESERVED' AND"
+            " step_started_at < now() - make_interval(secs => $3)) OR (state ="
+            " 'PAYMENT_PROCESSED' AND step_started_at < now() - make_interval(secs => $4))"
+            " ORDER BY step_started_at LIMIT $5");
 }
 
 std::optional<saga_stage_handlers::envelope_fields> saga_stage_handlers::decode(
@@ -218,33 +274,47 @@ std::optional<saga_stage_handlers::envelope_fields> saga_stage_handlers::decode(
   if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("eventId") ||
       !doc["eventId"].IsString() || !doc.HasMember("orderId") || !doc["orderId"].IsString())
     return std::nullopt;
-  return envelope_fields{doc["eventId"].GetString(), doc["orderId"].GetString()};
+  envelope_fields fields{doc["eventId"].GetString(), doc["orderId"].GetString()};
+  // The event id goes into a uuid column: anything else would fail the step for ever.
+  static const std::string uuid_shape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+  if (fields.event_id.size() != uuid_shape.size() || fields.order_id.empty() ||
+      fields.order_id.size() > 64)
+    return std::nullopt;
+  for (std::size_t i = 0; i < uuid_shape.size(); ++i)
+    if ((uuid_shape[i] == '-') != (fields.event_id[i] == '-') ||
+        (uuid_shape[i] == 'x' && !std::isxdigit(static_cast<unsigned char>(fields.event_id[i]))))
+      return std::nullopt;
+  return fields;
 }
 
-asio::awaitable<bool> saga_stage_handlers::retry_transient(const char* consumer,
-                                                           const std::string& order_id,
-                                                           std::function<void()>& work) {
+double saga_stage_handlers::unit_random() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+}
+
+asio::awaitable<bool> saga_stage_handlers::while_unavailable(const char* consumer,
+                                                             const std::string& subject,
+                                                             std::function<void()>& work) {
   auto logger = log::get("saga");
   auto run_once = [&work] {
     work();
     return true;
   };
-  // The database being away is no reason to lose or skip a message: wait and try again.
   for (int attempt = 1;; ++attempt) {
-    std::string transient;
+    std::string reason;
     try {
       co_await runtime::offload(blocking_, run_once);
       co_return true;
     } catch (const std::exception& e) {
-      if (!pg::is_transient(e)) {
-        logger->error("{}: order {} failed: {}", consumer, order_id, e.what());
-        co_return false;
-      }
-      transient = e.what();
+      if (!pg::is_unavailable(e))
+        throw;
+      reason = e.what();
     }
+    if (abandoning_)
+      co_return false;
     auto delay = milliseconds(std::min(5000, 100 << std::min(attempt, 6)));
-    logger->warn("{}: order {} retrying in {} ms after a transient error: {}", consumer, order_id,
-                 delay.count(), transient);
+    logger->warn("{}: {} waiting {} ms for the database: {}", consumer, subject, delay.count(),
+                 reason);
     asio::steady_timer timer(co_await asio::this_coro::executor, delay);
     co_await timer.async_wait(asio::use_awaitable);
   }
@@ -252,84 +322,325 @@ asio::awaitable<bool> saga_stage_handlers::retry_transient(const char* consumer,
 
 asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
                                                     const kafka::consumed_message& message,
-                                                    const step_effect& effect) {
+                                                    const step_effect& effect,
+                                                    const stage_retry* retry) {
+  auto started = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
   auto envelope = decode(message);
   if (!envelope) {
-    log::get("saga")->error("{}: undecodable message {}[{}]@{} skipped", consumer, message.topic,
-                            message.partition, message.offset);
-    count_message(consumer, "undecodable", 0);
+    // A poison pill: park it at once and let the partition flow on.
+    std::function<void()> park = [&] {
+      give_up(consumer, message, std::nullopt, error_undecodable,
+              "not an event envelope with a UUID eventId and an orderId", 1, retry);
+    };
+    const std::string subject = "an undecodable message";
+    try {
+      if (co_await while_unavailable(consumer, subject, park))
+        count_message(consumer, "dead_lettered", elapsed());
+    } catch (const std::exception& e) {
+      log::get("saga")->error("{}: cannot dead-letter {}[{}]@{}: {}", consumer, message.topic,
+                              message.partition, message.offset, e.what());
+      count_message(consumer, "failed", elapsed());
+    }
     co_return;
   }
-  auto started = std::chrono::steady_clock::now();
+
   std::string outcome = "skipped";
-  std::function<void()> work = [&] { apply_step(consumer, *envelope, effect, outcome); };
-  if (!co_await retry_transient(consumer, envelope->order_id, work))
-    outcome = "failed";
-  count_message(consumer, outcome,
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  const std::string event_id = envelope->event_id;
+  const std::string order_id = envelope->order_id;
+  const step_claim claim = [consumer, event_id, retry](pqxx::work& tx) {
+    if (retry)  // the event id was claimed when the retry was scheduled
+      return tx.exec_prepared("saga_take_retry", retry->id, retry->attempts).affected_rows() > 0;
+    return tx.exec_prepared("saga_claim_event", consumer, event_id).affected_rows() > 0;
+  };
+  std::function<void()> work = [&] { apply_step(consumer, order_id, claim, effect, outcome); };
+  const std::string subject = "order " + order_id;
+  for (int failures = 0;;) {
+    std::string error, error_class;
+    try {
+      if (!co_await while_unavailable(consumer, subject, work))
+        co_return;  // abandoned at shutdown: not committed, delivered again after a restart
+      break;
+    } catch (const std::exception& e) {
+      error = e.what();
+      error_class = pg::is_transient(e) ? error_retries_exhausted : error_permanent;
+    }
+    ++failures;
+    if (error_class == error_retries_exhausted) {
+      // A serialization failure or deadlock: a conflict with another transaction, worth
+      // a few more runs.
+      if (auto delay = retry_delay(settings_.retry, failures, unit_random())) {
+        log::get("saga")->warn("{}: order {} runs again in {} ms after: {}", consumer, order_id,
+                               delay->count(), error);
+        asio::steady_timer timer(co_await asio::this_coro::executor, *delay);
+        co_await timer.async_wait(asio::use_awaitable);
+        continue;
+      }
+    }
+    std::function<void()> park = [&] {
+      give_up(consumer, message, order_id, error_class, error, failures, retry);
+    };
+    try {
+      if (!co_await while_unavailable(consumer, subject, park))
+        co_return;
+      outcome = "dead_lettered";
+    } catch (const std::exception& e) {
+      log::get("saga")->error("{}: order {}: cannot dead-letter after '{}': {}", consumer, order_id,
+                              error, e.what());
+      outcome = "failed";
+    }
+    break;
+  }
+  count_message(consumer, outcome, elapsed());
 }
 
-void saga_stage_handlers::apply_step(const char* consumer, const envelope_fields& envelope,
-                                     const step_effect& effect, std::string& outcome) {
+std::optional<saga_stage_handlers::saga_row> saga_stage_handlers::lock_saga(
+    pqxx::work& tx, const std::string& order_id) {
+  auto rows = tx.exec_prepared("saga_lock", order_id);
+  if (rows.empty())
+    return std::nullopt;
+  const auto& r = rows[0];
+  saga_row row;
+  row.order_id = order_id;
+  auto status = parse_order_status(r[0].as<std::string>());
+  if (!status)
+    throw std::runtime_error("unknown saga state " + r[0].as<std::string>());
+  row.state.status = *status;
+  if (!r[1].is_null())
+    row.state.reason = parse_cancel_reason(r[1].as<std::string>());
+  row.state.detail = r[2].as<std::string>();
+  row.state.inventory_held = r[3].as<bool>();
+  row.state.payment_captured = r[4].as<bool>();
+  row.customer_id = r[5].as<std::string>();
+  row.total_cents = r[6].as<std::int64_t>();
+  row.payment_method = r[7].as<std::string>();
+  row.age_seconds = r[8].as<double>();
+  row.trace_id = r[9].as<std::string>();
+  row.step_age_seconds = r[10].as<double>();
+  return row;
+}
+
+std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer,
+                                            const saga_row& row, const saga_event& event) {
+  auto logger = log::get("saga");
+  auto result = order_saga::apply(row.state, event);
+  if (auto* rejection = std::get_if<saga_rejection>(&result)) {
+    // Late, duplicated or out-of-order: record the event as seen and change nothing. A saga
+    // row that contradicts itself is corrupt data an operator must look at.
+    if (rejection->error == saga_error::inconsistent_state)
+      logger->error("{}: order {}: {}", consumer, row.order_id, describe(*rejection));
+    else
+      logger->warn("{}: order {}: {}", consumer, row.order_id, describe(*rejection));
+    return "rejected";
+  }
+  const auto& next = std::get<saga_transition>(result);
+  carry_out(tx, row.order_id, row.trace_id, next);
+  logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
+  if (is_terminal(next.next.status) && next.next.status != row.state.status)
+    record_final(next.next, row.age_seconds);
+  return "applied";
+}
+
+void saga_stage_handlers::apply_step(const char* consumer, const std::string& order_id,
+                                     const step_claim& claim, const step_effect& effect,
+                                     std::string& outcome) {
   auto logger = log::get("saga");
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    if (tx.exec_prepared("saga_claim_event", consumer, envelope.event_id).affected_rows() == 0) {
+    if (!claim(tx)) {
       outcome = "duplicate";
-      logger->debug("{}: event {} of order {} already applied", consumer, envelope.event_id,
-                    envelope.order_id);
+      logger->debug("{}: order {}: already handled", consumer, order_id);
       return;
     }
-    auto rows = tx.exec_prepared("saga_lock", envelope.order_id);
-    if (rows.empty()) {
-      logger->warn("{}: no saga for order {}; event dropped", consumer, envelope.order_id);
+    auto row = lock_saga(tx, order_id);
+    if (!row) {
+      logger->warn("{}: no saga for order {}; event dropped", consumer, order_id);
       tx.commit();
       return;
     }
-    const auto& r = rows[0];
-    saga_row row;
-    row.order_id = envelope.order_id;
-    auto status = parse_order_status(r[0].as<std::string>());
-    if (!status)
-      throw std::runtime_error("unknown saga state " + r[0].as<std::string>());
-    row.state.status = *status;
-    if (!r[1].is_null())
-      row.state.reason = parse_cancel_reason(r[1].as<std::string>());
-    row.state.detail = r[2].as<std::string>();
-    row.state.inventory_held = r[3].as<bool>();
-    row.state.payment_captured = r[4].as<bool>();
-    row.customer_id = r[5].as<std::string>();
-    row.total_cents = r[6].as<std::int64_t>();
-    row.payment_method = r[7].as<std::string>();
-    row.age_seconds = r[8].as<double>();
-    row.trace_id = r[9].as<std::string>();
-    log::scoped_context logged(row.order_id, row.trace_id);
-
-    auto event = effect(tx, row);
-    if (!event) {
-      tx.commit();
-      return;
-    }
-    auto result = order_saga::apply(row.state, *event);
-    if (auto* rejection = std::get_if<saga_rejection>(&result)) {
-      outcome = "rejected";
-      // Late, duplicated or out-of-order: record the event as seen and change nothing. A saga
-      // row that contradicts itself is corrupt data an operator must look at.
-      if (rejection->error == saga_error::inconsistent_state)
-        logger->error("{}: order {}: {}", consumer, envelope.order_id, describe(*rejection));
-      else
-        logger->warn("{}: order {}: {}", consumer, envelope.order_id, describe(*rejection));
-      tx.commit();
-      return;
-    }
-    const auto& transition = std::get<saga_transition>(result);
-    carry_out(tx, envelope.order_id, row.trace_id, transition);
+    log::scoped_context logged(row->order_id, row->trace_id);
+    std::string result = "skipped";
+    auto event = effect(tx, *row, result);
+    if (event)
+      result = transition(tx, consumer, *row, *event);
     tx.commit();
-    outcome = "applied";
-    logger->debug("{}: {} -> {}", consumer, to_string(row.state.status),
-                  to_string(transition.next.status));
-    if (is_terminal(transition.next.status) && transition.next.status != row.state.status)
-      record_final(transition.next, row.age_seconds);
+    outcome = result;
+  });
+}
+
+void saga_stage_handlers::give_up(const char* consumer, const kafka::consumed_message& message,
+                                  const std::optional<std::string>& order_id,
+                                  const std::string& error_class, const std::string& error,
+                                  int attempts, const stage_retry* retry) {
+  failed_message failed{consumer, order_id, &message, error_class, error, attempts, std::nullopt};
+  if (retry)
+    failed.first_failure_at = retry->first_failure_at;
+  auto park_and_compensate = [&](bool compensate) {
+    pool_.with_connection([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      dead_letters_.park(tx, failed);
+      if (compensate && order_id) {
+        if (retry)
+          tx.exec_prepared("saga_take_retry", retry->id, retry->attempts);
+        if (auto row = lock_saga(tx, *order_id)) {
+          log::scoped_context logged(row->order_id, row->trace_id);
+          transition(tx, consumer, *row,
+                     events::processing_failed{fmt::format("{}: {}", consumer, error)});
+        }
+      }
+      tx.commit();
+    });
+  };
+  try {
+    park_and_compensate(true);
+  } catch (const std::exception& e) {
+    if (pg::is_unavailable(e))
+      throw;
+    // The saga itself cannot be written (the same fault, most likely): park the message
+    // alone, so it is not lost, and leave the saga to its deadline.
+    log::get("saga")->error("{}: order {} not compensated: {}", consumer, order_id.value_or("-"),
+                            e.what());
+    park_and_compensate(false);
+  }
+}
+
+void saga_stage_handlers::schedule_retry(pqxx::work& tx, const char* consumer,
+                                         const std::string& order_id,
+                                         const kafka::consumed_message& message,
+                                         const stage_retry* retry, int attempts,
+                                         const std::string& error_class, const std::string& error,
+                                         milliseconds delay) {
+  std::vector<std::pair<std::string, std::string>> headers(message.headers.begin(),
+                                                           message.headers.end());
+  std::optional<std::string> first_failure;
+  if (retry)
+    first_failure = retry->first_failure_at;
+  tx.exec_prepared("saga_schedule_retry", consumer, order_id, message.topic, message.partition,
+                   message.offset, message.key, pg::to_hex(message.value),
+                   outbox::headers_json(headers), attempts, error_class, error, first_failure,
+                   static_cast<double>(delay.count()) / 1000.0);
+  metrics::global()
+      .get_counter("pipeline_retries_scheduled_total",
+                   "Saga steps scheduled to run again after a transient failure.",
+                   {{"stage", consumer}})
+      .inc();
+  log::get("saga")->warn("{}: order {} runs again in {} ms (failed attempts: {}): {}", consumer,
+                         order_id, delay.count(), attempts, error);
+}
+
+std::vector<stage_retry> saga_stage_handlers::claim_due_retries(int limit) {
+  std::vector<stage_retry> out;
+  pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    for (const auto& r : tx.exec_prepared("saga_claim_due_retries", limit)) {
+      stage_retry retry;
+      retry.id = r[0].as<std::int64_t>();
+      retry.stage = r[1].as<std::string>();
+      retry.attempts = r[2].as<int>();
+      retry.first_failure_at = r[3].as<std::string>();
+      retry.message.topic = r[4].as<std::string>();
+      retry.message.partition = r[5].as<int>();
+      retry.message.offset = r[6].as<std::int64_t>();
+      retry.message.key = r[7].as<std::string>();
+      retry.message.value = pg::from_hex(r[8].c_str());
+      rapidjson::Document headers;
+      headers.Parse(r[9].c_str());
+      if (!headers.HasParseError() && headers.IsObject())
+        for (const auto& h : headers.GetObject())
+          if (h.value.IsString())
+            retry.message.headers[h.name.GetString()] = h.value.GetString();
+      out.push_back(std::move(retry));
+    }
+    tx.commit();
+  });
+  return out;
+}
+
+asio::awaitable<void> saga_stage_handlers::run_retry(const stage_retry& retry) {
+  try {
+    if (retry.stage == pay_consumer) {
+      co_await pay_step(retry.message, &retry);
+    } else {
+      // Only the payment step schedules retries today; anything else is a stray row.
+      log::get("saga")->error("retry {} of unknown stage {} dropped", retry.id, retry.stage);
+      std::function<void()> drop = [&] {
+        pool_.with_connection([&](pqxx::connection& c) {
+          pqxx::work tx(c);
+          tx.exec_prepared("saga_take_retry", retry.id, retry.attempts);
+          tx.commit();
+        });
+      };
+      const std::string subject = "a stray retry";
+      co_await while_unavailable("retry", subject, drop);
+    }
+  } catch (const std::exception& e) {
+    // Left in the table; its lease runs out and it is tried again.
+    log::get("saga")->error("retry {} of {} failed: {}", retry.id, retry.stage, e.what());
+  }
+}
+
+int saga_stage_handlers::expire_overdue(int limit) {
+  const auto& d = settings_.deadlines;
+  auto seconds = [](milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; };
+  auto deadline_of = [&](order_status status) -> std::optional<milliseconds> {
+    auto step = awaited_step(status);
+    if (!step)
+      return std::nullopt;
+    switch (*step) {
+      case saga_step::validation:
+        return d.validation;
+      case saga_step::reservation:
+        return d.reservation;
+      case saga_step::payment:
+        return d.payment;
+      case saga_step::confirmation:
+        return d.confirmation;
+    }
+    return std::nullopt;
+  };
+  std::vector<std::string> overdue;
+  pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    for (const auto& r :
+         tx.exec_prepared("saga_overdue", seconds(d.validation), seconds(d.reservation),
+                          seconds(d.payment), seconds(d.confirmation), limit))
+      overdue.push_back(r[0].as<std::string>());
+  });
+  int expired = 0;
+  for (const auto& order_id : overdue) {
+    pool_.with_connection([&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      auto row = lock_saga(tx, order_id);
+      if (!row)
+        return;
+      // Checked again under the lock: the step may have completed since the scan.
+      auto deadline = deadline_of(row->state.status);
+      if (!deadline || row->step_age_seconds < seconds(*deadline))
+        return;
+      log::scoped_context logged(row->order_id, row->trace_id);
+      auto step = *awaited_step(row->state.status);
+      if (transition(tx, deadline_consumer, *row, events::deadline_expired{}) != "applied")
+        return;
+      tx.commit();
+      ++expired;
+      metrics::global()
+          .get_counter("saga_deadlines_expired_total",
+                       "Sagas compensated because a step passed its deadline.",
+                       {{"step", std::string(to_string(step))}})
+          .inc();
+      log::get("saga")->warn("order {} waited {:.1f} s for its {} step: cancelled", order_id,
+                             row->step_age_seconds, to_string(step));
+    });
+  }
+  return expired;
+}
+
+std::int64_t saga_stage_handlers::pending_retries() {
+  return pool_.with_connection([](pqxx::connection& c) {
+    pqxx::work tx(c);
+    return tx.exec_prepared1("saga_count_retries")[0].as<std::int64_t>();
   });
 }
 
@@ -364,19 +675,19 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
         const std::string* name = nullptr;
         switch (topic) {
           case topic_kind::order_validated:
-            name = &topics_.order_validated;
+            name = &settings_.topics.order_validated;
             break;
           case topic_kind::inventory_reserved:
-            name = &topics_.inventory_reserved;
+            name = &settings_.topics.inventory_reserved;
             break;
           case topic_kind::payment_processed:
-            name = &topics_.payment_processed;
+            name = &settings_.topics.payment_processed;
             break;
           case topic_kind::order_confirmed:
-            name = &topics_.order_confirmed;
+            name = &settings_.topics.order_confirmed;
             break;
           case topic_kind::order_failed:
-            name = &topics_.order_failed;
+            name = &settings_.topics.order_failed;
             break;
         }
         auto order = load_order(tx, order_id);
@@ -390,7 +701,8 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
 }
 
 asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_message& message) {
-  const step_effect effect = [](pqxx::work& tx, const saga_row& row) -> std::optional<saga_event> {
+  const step_effect effect = [](pqxx::work& tx, const saga_row& row,
+                                std::string&) -> std::optional<saga_event> {
     if (row.state.status != order_status::placed)
       return events::validation_passed{};  // the saga refuses it, logged
     auto problem = validation_problem(tx, row.order_id, row.customer_id, row.total_cents);
@@ -398,11 +710,12 @@ asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_messag
       return events::validation_passed{};
     return events::validation_failed{problem};
   };
-  co_await run_step(validate_consumer, message, effect);
+  co_await run_step(validate_consumer, message, effect, nullptr);
 }
 
 asio::awaitable<void> saga_stage_handlers::reserve(const kafka::consumed_message& message) {
-  const step_effect effect = [](pqxx::work& tx, const saga_row& row) -> std::optional<saga_event> {
+  const step_effect effect = [](pqxx::work& tx, const saga_row& row,
+                                std::string&) -> std::optional<saga_event> {
     if (row.state.status != order_status::validated)
       return events::inventory_reserved{};
     // All items or none: lock the order's product rows (in product order, so concurrent
@@ -419,18 +732,24 @@ asio::awaitable<void> saga_stage_handlers::reserve(const kafka::consumed_message
       tx.exec_prepared("saga_reserve", r[0].as<std::string>(), r[2].as<std::int64_t>());
     return events::inventory_reserved{};
   };
-  co_await run_step(reserve_consumer, message, effect);
+  co_await run_step(reserve_consumer, message, effect, nullptr);
 }
 
 asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& message) {
+  co_await pay_step(message, nullptr);
+}
+
+asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_message& message,
+                                                    const stage_retry* retry) {
   auto envelope = decode(message);
   if (!envelope) {
     const step_effect nothing;
-    co_await run_step(pay_consumer, message, nothing);
+    co_await run_step(pay_consumer, message, nothing, retry);
     co_return;
   }
-  // Charge only an order that waits for its payment and whose event is new; a duplicate that
-  // slips through is still charged once: the gateway call is idempotent by order id.
+  // Charge only an order that waits for its payment and whose event (or retry) is new; a
+  // duplicate that slips through is still charged once: the gateway call is idempotent by
+  // order id.
   bool due = false;
   payments::charge_request request;
   request.order_id = envelope->order_id;
@@ -440,22 +759,30 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
       auto rows = tx.exec_prepared("saga_peek", envelope->order_id);
       if (rows.empty() || rows[0][0].as<std::string>() != "INVENTORY_RESERVED")
         return;
-      if (!tx.exec_prepared("saga_event_processed", pay_consumer, envelope->event_id).empty())
+      if (retry
+              ? tx.exec_prepared("saga_retry_pending", retry->id, retry->attempts).empty()
+              : !tx.exec_prepared("saga_event_processed", pay_consumer, envelope->event_id).empty())
         return;
       due = true;
       request.amount_cents = rows[0][1].as<std::int64_t>();
       request.payment_method = rows[0][2].as<std::string>();
     });
   };
-  if (!co_await retry_transient(pay_consumer, envelope->order_id, peek))
-    co_return;
+  const std::string subject = "order " + envelope->order_id;
+  try {
+    if (!co_await while_unavailable(pay_consumer, subject, peek))
+      co_return;
+  } catch (const std::exception& e) {
+    log::get("saga")->error("pay: order {}: {}", envelope->order_id, e.what());
+  }
 
   std::optional<payments::charge_result> charged;
   if (due)
     charged = co_await gateway_.charge(request);
 
-  const step_effect effect = [&charged](pqxx::work& tx,
-                                        const saga_row& row) -> std::optional<saga_event> {
+  const int earlier_failures = retry ? retry->attempts : 0;
+  const step_effect effect = [&](pqxx::work& tx, const saga_row& row,
+                                 std::string& outcome) -> std::optional<saga_event> {
     if (!charged)
       return std::nullopt;
     switch (charged->outcome) {
@@ -467,20 +794,40 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
             charged->decline_code.empty()
                 ? charged->message
                 : fmt::format("{}: {}", charged->decline_code, charged->message)};
-      case payments::gateway_outcome::transient_failure:
       case payments::gateway_outcome::unavailable:
+        // The gateway is known to be down: wait for it without using up an attempt.
+        schedule_retry(tx, pay_consumer, row.order_id, message, retry, earlier_failures,
+                       "gateway_unavailable", charged->message,
+                       with_jitter(settings_.retry, charged->retry_after, unit_random()));
+        outcome = "retry_scheduled";
+        return std::nullopt;
+      case payments::gateway_outcome::transient_failure:
         break;
     }
-    return events::payment_failed{charged->message};
+    const int failures = earlier_failures + 1;
+    if (auto delay = retry_delay(settings_.retry, failures, unit_random())) {
+      schedule_retry(tx, pay_consumer, row.order_id, message, retry, failures, "transient",
+                     charged->message, *delay);
+      outcome = "retry_scheduled";
+      return std::nullopt;
+    }
+    failed_message failed{pay_consumer,     row.order_id, &message,    error_retries_exhausted,
+                          charged->message, failures,     std::nullopt};
+    if (retry)
+      failed.first_failure_at = retry->first_failure_at;
+    dead_letters_.park(tx, failed);
+    return events::payment_failed{
+        fmt::format("payment gateway failed {} times: {}", failures, charged->message)};
   };
-  co_await run_step(pay_consumer, message, effect);
+  co_await run_step(pay_consumer, message, effect, retry);
 }
 
 asio::awaitable<void> saga_stage_handlers::confirm(const kafka::consumed_message& message) {
-  const step_effect effect = [](pqxx::work&, const saga_row&) -> std::optional<saga_event> {
+  const step_effect effect = [](pqxx::work&, const saga_row&,
+                                std::string&) -> std::optional<saga_event> {
     return events::order_confirmed{};
   };
-  co_await run_step(confirm_consumer, message, effect);
+  co_await run_step(confirm_consumer, message, effect, nullptr);
 }
 
 void saga_stage_handlers::start_refunds(asio::io_context& ioc) {

@@ -8,14 +8,31 @@
 // as processed (a redelivered event changes nothing), locks the saga row, asks the state
 // machine, carries out its commands and writes the next events to the outbox.
 //
+// Failures:
+// - PostgreSQL unavailable: the step waits and runs again, however long it takes; its offset
+//   is not committed meanwhile, so a restart runs it again too.
+// - serialization failure or deadlock: run again in place, app.retry.* times, then as below.
+// - a permanent error (a bug, a constraint violation) or an undecodable message: the message
+//   is dead-lettered and the saga compensated (FAILED), and the partition flows on.
+// - the payment gateway failing transiently: the step is written to stage_retries and run
+//   again by the retry scheduler after the backoff (or after the circuit breaker's open time,
+//   which does not count as an attempt), so other orders are not held up and a restart keeps
+//   the retry; when the retries are used up the order is cancelled (PAYMENT_FAILED, stock
+//   released, refund requested) and the message dead-lettered.
+// - a saga that sits in one step past that step's deadline is compensated by expire_overdue,
+//   which the deadline sweeper calls (on any replica, also right after a restart).
+//
 // Handlers run on the consumer's strands; their blocking database work runs on the blocking
 // pool, the payment call asynchronously on the gateway's own connections.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <thread>
 
+#include "orders/adapters/dead_letters.hpp"
 #include "orders/domain/order_saga.hpp"
+#include "orders/domain/retry_policy.hpp"
 #include "payments/app/ports.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/pg/connection_pool.hpp"
@@ -30,10 +47,33 @@ struct saga_topics {
   std::string order_failed;
 };
 
+struct saga_deadlines {
+  std::chrono::milliseconds validation{300000};
+  std::chrono::milliseconds reservation{300000};
+  std::chrono::milliseconds payment{120000};
+  std::chrono::milliseconds confirmation{300000};
+};
+
+struct saga_settings {
+  saga_topics topics;
+  retry_policy retry;
+  saga_deadlines deadlines;
+};
+
+// A step due to run again, as the retry scheduler claimed it from stage_retries.
+struct stage_retry {
+  std::int64_t id = 0;
+  std::string stage;
+  int attempts = 0;  // failed runs so far
+  std::string first_failure_at;
+  kafka::consumed_message message;
+};
+
 class saga_stage_handlers {
  public:
   saga_stage_handlers(pg::connection_pool& pool, asio::thread_pool& blocking,
-                      payments::payment_gateway& gateway, saga_topics topics);
+                      payments::payment_gateway& gateway, const dead_letter_queue& dead_letters,
+                      saga_settings settings);
 
   static void prepare_statements(pqxx::connection& connection);
 
@@ -42,14 +82,32 @@ class saga_stage_handlers {
   asio::awaitable<void> pay(const kafka::consumed_message& message);
   asio::awaitable<void> confirm(const kafka::consumed_message& message);
 
+  // Blocking, for the background jobs. Claims up to `limit` due retries for a while (another
+  // replica takes them over if this one dies running them).
+  std::vector<stage_retry> claim_due_retries(int limit);
+  // Runs a claimed retry; must not throw.
+  asio::awaitable<void> run_retry(const stage_retry& retry);
+  // Compensates up to `limit` sagas past their step's deadline; returns how many.
+  int expire_overdue(int limit);
+  // Retries waiting in stage_retries, for the metrics.
+  std::int64_t pending_retries();
+
   // Sends the refunds that cancellations requested (payments.refund_state = 'PENDING'),
   // until stop_refunds(); a refund of an order never charged is a no-op at the gateway.
   void start_refunds(asio::io_context& ioc);
   void stop_refunds();
 
+  // After the consumers stopped: steps still waiting for PostgreSQL give up without
+  // committing anything; their messages are delivered again after a restart.
+  void abandon_waiting_steps() { abandoning_ = true; }
+
   struct saga_row;
-  // Decides the step's outcome inside the transaction; nullopt: nothing to do.
-  using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row)>;
+  // Decides the step's outcome inside the transaction; nullopt: nothing to do. May set the
+  // metrics outcome (default "skipped" without an event).
+  using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row,
+                                                              std::string& outcome)>;
+  // Marks the message as taken inside the transaction; false: already handled, skip it.
+  using step_claim = std::function<bool(pqxx::work& tx)>;
 
  private:
   struct envelope_fields {
@@ -59,21 +117,37 @@ class saga_stage_handlers {
   static std::optional<envelope_fields> decode(const kafka::consumed_message& message);
 
   asio::awaitable<void> run_step(const char* consumer, const kafka::consumed_message& message,
-                                 const step_effect& effect);
-  // Runs `work` on the blocking pool until it succeeds or fails for a reason other than the
-  // database being unavailable; false in that case.
-  asio::awaitable<bool> retry_transient(const char* consumer, const std::string& order_id,
-                                        std::function<void()>& work);
-  // `outcome` is set to applied, duplicate or rejected for the metrics.
-  void apply_step(const char* consumer, const envelope_fields& envelope, const step_effect& effect,
-                  std::string& outcome);
+                                 const step_effect& effect, const stage_retry* retry);
+  asio::awaitable<void> pay_step(const kafka::consumed_message& message, const stage_retry* retry);
+  // Runs `work` on the blocking pool until it succeeds, waiting out PostgreSQL being
+  // unavailable; rethrows any other error. False when abandoned at shutdown.
+  asio::awaitable<bool> while_unavailable(const char* consumer, const std::string& subject,
+                                          std::function<void()>& work);
+  // `outcome` is set to applied, duplicate, rejected, ... for the metrics.
+  void apply_step(const char* consumer, const std::string& order_id, const step_claim& claim,
+                  const step_effect& effect, std::string& outcome);
+  // Dead-letters the message and compensates its saga (FAILED), in one transaction.
+  void give_up(const char* consumer, const kafka::consumed_message& message,
+               const std::optional<std::string>& order_id, const std::string& error_class,
+               const std::string& error, int attempts, const stage_retry* retry);
+  void schedule_retry(pqxx::work& tx, const char* consumer, const std::string& order_id,
+                      const kafka::consumed_message& message, const stage_retry* retry,
+                      int attempts, const std::string& error_class, const std::string& error,
+                      std::chrono::milliseconds delay);
+  std::optional<saga_row> lock_saga(pqxx::work& tx, const std::string& order_id);
+  // Applies `event` to the locked saga and carries out the commands; returns the outcome.
+  std::string transition(pqxx::work& tx, const char* consumer, const saga_row& row,
+                         const saga_event& event);
   void carry_out(pqxx::work& tx, const std::string& order_id, const std::string& trace_id,
                  const saga_transition& transition);
+  double unit_random();
 
   pg::connection_pool& pool_;
   asio::thread_pool& blocking_;
   payments::payment_gateway& gateway_;
-  const saga_topics topics_;
+  const dead_letter_queue& dead_letters_;
+  const saga_settings settings_;
+  std::atomic<bool> abandoning_{false};
   std::atomic<bool> refunds_stopping_{false};
   std::thread refunds_;
 };

@@ -35,9 +35,9 @@ enum class gateway_outcome { approved, declined, transient_failure, unavailable 
 
 struct charge_result {
   gateway_outcome outcome = gateway_outcome::transient_failure;
-  std::string charge_id;     // when approved
-  std::string decline_code;  // when declined, e.g. "insufficient_funds"
-  std::string message;       // human-readable detail for logs and the saga's reason
+  std::string charge_id;                     // when approved
+  std::string decline_code;                  // when declined, e.g. "insufficient_funds"
+  std::string message;                       // human-readable detail for logs and the saga's reason
   std::chrono::milliseconds retry_after{0};  // when unavailable
 };
 

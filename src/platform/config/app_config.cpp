@@ -68,8 +68,14 @@ std::vector<key_spec> build_key_table() {
       {"spring.datasource.connect-timeout", "3000", {}, "ms to wait for a PostgreSQL connection"},
       {"app.kafka.create-topics", "true", {}, "create missing topics at start-up"},
       {"app.kafka.replication-factor", "1", {}, "replication factor of created topics"},
-      {"app.retry.max-attempts", "3", {}, "attempts of a transient failure before dead-lettering"},
-      {"app.retry.backoff-delay", "1000", {}, "ms before the first retry; doubles each attempt"},
+      {"app.retry.max-attempts",
+       "3",
+       {},
+       "retries of a transiently failing step before it is dead-lettered"},
+      {"app.retry.backoff-delay",
+       "1000",
+       {},
+       "ms before the first retry; doubles each retry (+-20%)"},
       {"app.payment.timeout", "5000", {}, "ms per payment gateway call"},
       {"app.payment.max-retries", "3", {}, "retries of one gateway call"},
       {"app.payment.gateway-url",
@@ -338,8 +344,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
       static_cast<int>(r.integer("app.payment.circuit-breaker.minimum-number-of-calls", 1, 10'000));
   breaker.open_duration =
       r.millis("app.payment.circuit-breaker.wait-duration-in-open-state", 1, 3'600'000);
-  breaker.half_open_calls = static_cast<int>(
-      r.integer("app.payment.circuit-breaker.permitted-number-of-calls-in-half-open-state", 1, 1000));
+  breaker.half_open_calls = static_cast<int>(r.integer(
+      "app.payment.circuit-breaker.permitted-number-of-calls-in-half-open-state", 1, 1000));
   c.saga.validation_deadline = r.millis("app.saga.deadline.validation", 100, 86'400'000);
   c.saga.reservation_deadline = r.millis("app.saga.deadline.reservation", 100, 86'400'000);
   c.saga.payment_deadline = r.millis("app.saga.deadline.payment", 100, 86'400'000);

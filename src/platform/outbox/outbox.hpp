@@ -4,8 +4,11 @@
 // id is assigned here, once, so a republished event carries the same id and consumers can
 // drop the duplicate.
 
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace op::outbox {
 
@@ -16,7 +19,15 @@ struct message {
   std::string correlation_id;
   std::string payload;      // JSON
   std::string traceparent;  // W3C trace context header; empty for none
+  // Further Kafka headers, e.g. the dlq-* headers of a dead letter.
+  std::vector<std::pair<std::string, std::string>> headers = {};
+  // When set, published verbatim as the message value instead of the event envelope around
+  // `payload`: a dead letter or a replay carries the original message's exact bytes.
+  std::optional<std::string> raw_value = std::nullopt;
 };
+
+// `headers` as the JSON object the outbox stores.
+std::string headers_json(const std::vector<std::pair<std::string, std::string>>& headers);
 
 // Registers the prepared statements append() uses; run on every new connection.
 void prepare_statements(pqxx::connection& connection);

@@ -1,11 +1,14 @@
 #include "platform/outbox/outbox_relay.hpp"
 
+#include <rapidjson/document.h>
+
 #include <pqxx/pqxx>
 
 #include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
+#include "platform/pg/hex.hpp"
 
 namespace op::outbox {
 
@@ -13,12 +16,12 @@ namespace op::outbox {
 class pqxx_session {
  public:
   explicit pqxx_session(const std::string& conninfo) : connection(conninfo) {
-    connection.prepare(
-        "outbox_claim",
-        "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
-        " payload, to_char(created_at AT TIME ZONE 'UTC',"
-        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), traceparent FROM outbox WHERE sent_at IS NULL"
-        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
+    connection.prepare("outbox_claim",
+                       "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
+                       " payload, to_char(created_at AT TIME ZONE 'UTC',"
+                       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), traceparent, headers::text,"
+                       " encode(raw_payload, 'hex') FROM outbox WHERE sent_at IS NULL"
+                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
                        " 0)::float8 FROM outbox WHERE sent_at IS NULL");
@@ -39,6 +42,22 @@ std::string envelope(const std::string& event_id, const std::string& event_type,
   out += R"(,"occurredAt":)" + json::quoted(occurred_at);
   out += R"(,"payload":)" + payload + "}";
   return out;
+}
+
+// The outbox's headers column: a JSON object of strings. A verbatim message (a replay) keeps
+// its original event-id, so its own headers replace the ones set above.
+static void append_json_headers(const char* json, std::vector<kafka::header>& headers) {
+  rapidjson::Document doc;
+  doc.Parse(json);
+  if (doc.HasParseError() || !doc.IsObject())
+    return;
+  for (const auto& m : doc.GetObject()) {
+    if (!m.value.IsString())
+      continue;
+    std::string name = m.name.GetString();
+    std::erase_if(headers, [&](const kafka::header& h) { return h.name == name; });
+    headers.push_back({name, m.value.GetString()});
+  }
 }
 
 outbox_relay::outbox_relay(relay_settings settings, kafka::producer& producer)
@@ -104,14 +123,19 @@ int outbox_relay::relay_batch(pqxx_session& session) {
     auto event_id = r[1].as<std::string>();
     auto event_type = r[4].as<std::string>();
     auto correlation_id = r[5].as<std::string>();
+    const bool raw = !r[10].is_null();
     messages.push_back(
         {r[2].as<std::string>(),
          r[3].as<std::string>(),
-         envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
-                  r[6].as<std::string>()),
+         raw ? pg::from_hex(r[10].c_str())
+             : envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
+                        r[6].as<std::string>()),
          {{"event-id", event_id}, {"event-type", event_type}, {"correlation-id", correlation_id}}});
+    auto& headers = messages.back().headers;
     if (!r[8].is_null())
-      messages.back().headers.push_back({"traceparent", r[8].as<std::string>()});
+      headers.push_back({"traceparent", r[8].as<std::string>()});
+    if (!r[9].is_null())
+      append_json_headers(r[9].c_str(), headers);
   }
   auto delivered = producer_.send_batch(messages);
   std::string ids = "{";

@@ -6,6 +6,15 @@
 
 namespace op::pg {
 
+bool is_unavailable(const std::exception& e) {
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string state = sql->sqlstate();
+    if (state == "40001" || state == "40P01")
+      return false;
+  }
+  return is_transient(e);
+}
+
 bool is_transient(const std::exception& e) {
   if (dynamic_cast<const pqxx::broken_connection*>(&e))
     return true;

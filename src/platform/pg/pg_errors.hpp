@@ -10,4 +10,9 @@ namespace op::pg {
 // serialization failure or deadlock.
 bool is_transient(const std::exception& e);
 
+// The transient failures that mean "PostgreSQL is not there" (everything above except
+// serialization failures and deadlocks): waiting is all one can do; counting attempts would
+// dead-letter every message of an outage.
+bool is_unavailable(const std::exception& e);
+
 }  // namespace op::pg

@@ -1,0 +1,55 @@
+#pragma once
+// The saga's background work, on every replica, none of it waiting for new traffic:
+// - the retry scheduler runs the steps whose retry is due (stage_retries);
+// - the deadline sweeper compensates sagas stuck in a step past its deadline;
+// - the DLQ replayer re-injects entries queued by a bulk replay, at most replay_rate per second.
+// Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas share the work without doing any
+// of it twice. Each loop has its own thread; a database outage only makes them wait.
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "orders/adapters/dead_letters.hpp"
+#include "orders/adapters/saga_stage_handlers.hpp"
+
+namespace op::orders {
+
+struct saga_job_settings {
+  std::chrono::milliseconds retry_poll{200};
+  std::chrono::milliseconds sweep_interval{1000};
+  int replay_rate = 50;  // per second
+};
+
+class saga_jobs {
+ public:
+  saga_jobs(saga_stage_handlers& stages, const dead_letter_queue& dead_letters,
+            pg::connection_pool& pool, asio::thread_pool& workers, saga_job_settings settings);
+  ~saga_jobs();
+  saga_jobs(const saga_jobs&) = delete;
+  saga_jobs& operator=(const saga_jobs&) = delete;
+
+  void start();
+  // Finishes the retries being run, then returns.
+  void stop();
+
+ private:
+  void run_retries();
+  void sweep_deadlines();
+  void replay_queued();
+  void measure();
+  // Sleeps up to `d`; false once stopping.
+  bool pause(std::chrono::milliseconds d);
+
+  saga_stage_handlers& stages_;
+  const dead_letter_queue& dead_letters_;
+  pg::connection_pool& pool_;
+  asio::thread_pool& workers_;
+  const saga_job_settings settings_;
+  std::atomic<bool> stopping_{false};
+  std::chrono::steady_clock::time_point last_measured_{};  // retry thread only
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace op::orders

@@ -1,0 +1,34 @@
+#include "orders/domain/retry_policy.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace op::orders;
+using std::chrono::milliseconds;
+
+TEST_CASE("retries follow the seed's 1 s, 2 s, 4 s and then stop", "[retry]") {
+  retry_policy policy{3, milliseconds(1000), 0.2};
+  // A draw of 0.5 is the middle of the jitter range: no stretch at all.
+  CHECK(retry_delay(policy, 1, 0.5) == milliseconds(1000));
+  CHECK(retry_delay(policy, 2, 0.5) == milliseconds(2000));
+  CHECK(retry_delay(policy, 3, 0.5) == milliseconds(4000));
+  CHECK_FALSE(retry_delay(policy, 4, 0.5).has_value());
+}
+
+TEST_CASE("jitter spreads a delay by at most its fraction", "[retry]") {
+  retry_policy policy{3, milliseconds(1000), 0.2};
+  CHECK(retry_delay(policy, 1, 0.0) == milliseconds(800));
+  CHECK(retry_delay(policy, 1, 0.999999) == milliseconds(1200));
+  CHECK(retry_delay(policy, 2, 0.25) == milliseconds(1800));
+  CHECK(with_jitter(policy, milliseconds(5000), 0.75) == milliseconds(5500));
+}
+
+TEST_CASE("no retries configured gives up on the first failure", "[retry]") {
+  retry_policy policy{0, milliseconds(1000), 0.2};
+  CHECK_FALSE(retry_delay(policy, 1, 0.5).has_value());
+  CHECK_FALSE(retry_delay(policy, 0, 0.5).has_value());
+}
+
+TEST_CASE("a zero base delay retries at once", "[retry]") {
+  retry_policy policy{2, milliseconds(0), 0.2};
+  CHECK(retry_delay(policy, 2, 0.9) == milliseconds(0));
+}
