@@ -11,6 +11,7 @@
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/kafka_test_consumer.hpp"
+#include "support/pipeline_fixture.hpp"
 #include "support/server_process.hpp"
 #include "support/simulator_process.hpp"
 #include "support/test_environment.hpp"
@@ -20,67 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct pipeline {
-  test::simulator_process gateway;
-  test::server_process server{{{"PAYMENT_GATEWAY_URL", gateway.url()}}};
-  std::string customer = test::unique_name("cust");
-
-  pipeline() {
-    server.start();
-    server.wait_until_ready();
-    test::put_customer(port(), customer, "buyer@example.com");
-  }
-  unsigned short port() const { return server.port(); }
-
-  std::string product(const std::string& price, std::int64_t stock, bool active = true) {
-    auto id = test::unique_name("prod");
-    test::put_product(port(), id, "Test product", price, stock, active);
-    return id;
-  }
-
-  std::string place(const std::string& body) {
-    auto reply = test::http_call(port(), "POST", "/api/orders", body);
-    INFO(reply.body);
-    REQUIRE(reply.status == 200);
-    return test::json_field(reply.body, "orderId");
-  }
-
-  std::string order_of(const std::string& product_id, int quantity, const std::string& price,
-                       const std::string& total, const std::string& payment_method = "",
-                       const std::string& customer_id = "") {
-    return place(fmt::format(
-        R"({{"customerId":"{}","totalAmount":{},{}"items":[{{"productId":"{}","quantity":{},"price":{}}}]}})",
-        customer_id.empty() ? customer : customer_id, total,
-        payment_method.empty() ? "" : fmt::format(R"("paymentMethod":"{}",)", payment_method),
-        product_id, quantity, price));
-  }
-
-  struct final_state {
-    std::string status;
-    std::string reason;
-    std::string detail;
-    std::string body;
-  };
-  // Polls the order until it reaches CONFIRMED, CANCELLED or FAILED.
-  final_state wait_final(const std::string& id, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    test::http_reply reply;
-    while (std::chrono::steady_clock::now() < deadline) {
-      reply = test::http_get(port(), "/api/orders/" + id);
-      auto status = test::json_field(reply.body, "status");
-      if (status == "CONFIRMED" || status == "CANCELLED" || status == "FAILED")
-        return {status, test::json_field(reply.body, "reason"),
-                test::json_field(reply.body, "reasonDetail"), reply.body};
-      std::this_thread::sleep_for(50ms);
-    }
-    FAIL("order " << id << " did not finish; last answer: " << reply.body);
-    return {};
-  }
-
-  std::int64_t charged_cents(const std::string& order_id) {
-    return gateway.order(order_id, "capturedCents") - gateway.order(order_id, "refundedCents");
-  }
-};
+using pipeline = test::pipeline_fixture;
 
 std::vector<std::string> history_statuses(unsigned short port, const std::string& id) {
   auto reply = test::http_get(port, "/api/orders/" + id + "/events");

@@ -58,7 +58,8 @@ std::vector<consumed_message> kafka_test_consumer::wait_for_key(const std::strin
 
 namespace op::test {
 
-void produce_message(const std::string& topic, const consumed_message& message) {
+void produce_message(const std::string& topic, const consumed_message& message,
+                     std::optional<int> partition) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   conf->set("bootstrap.servers", kafka_brokers(), err);
@@ -67,10 +68,10 @@ void produce_message(const std::string& topic, const consumed_message& message) 
   auto* headers = RdKafka::Headers::create();
   for (const auto& [k, v] : message.headers)
     headers->add(k, v);
-  REQUIRE(producer->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                            const_cast<char*>(message.value.data()), message.value.size(),
-                            message.key.data(), message.key.size(), 0, headers,
-                            nullptr) == RdKafka::ERR_NO_ERROR);
+  REQUIRE(producer->produce(topic, partition.value_or(RdKafka::Topic::PARTITION_UA),
+                            RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(message.value.data()),
+                            message.value.size(), message.key.data(), message.key.size(), 0,
+                            headers, nullptr) == RdKafka::ERR_NO_ERROR);
   REQUIRE(producer->flush(10000) == RdKafka::ERR_NO_ERROR);
 }
 

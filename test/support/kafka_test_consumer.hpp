@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,8 @@ class kafka_test_consumer {
 namespace op::test {
 
 // Produces one message and waits for the broker's acknowledgement.
-void produce_message(const std::string& topic, const consumed_message& message);
+// To the partition of message.key, or to `partition` when given.
+void produce_message(const std::string& topic, const consumed_message& message,
+                     std::optional<int> partition = std::nullopt);
 
 }  // namespace op::test

@@ -1,0 +1,58 @@
+#pragma once
+// A whole pipeline for end-to-end tests: the payment gateway simulator, the real server
+// (started and ready) and a customer of its own, with helpers to stock products, place
+// orders and wait for their final state.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "support/server_process.hpp"
+#include "support/simulator_process.hpp"
+
+namespace op::test {
+
+class pipeline_fixture {
+ public:
+  // `env` is added to the server's environment (e.g. shorter retry delays).
+  explicit pipeline_fixture(std::map<std::string, std::string> env = {});
+
+  simulator_process gateway;
+  std::unique_ptr<server_process> server;
+  std::string customer;
+
+  unsigned short port() const { return server->port(); }
+
+  // Replaces the server by a new process with the same environment plus `env`, e.g. after
+  // server->kill(); waits until it is ready.
+  void restart_server(const std::map<std::string, std::string>& env = {});
+
+  std::string product(const std::string& price, std::int64_t stock, bool active = true);
+  // POSTs the body, REQUIREs 200 and returns the order id.
+  std::string place(const std::string& body);
+  std::string order_of(const std::string& product_id, int quantity, const std::string& price,
+                       const std::string& total, const std::string& payment_method = "",
+                       const std::string& customer_id = "");
+
+  struct final_state {
+    std::string status;
+    std::string reason;
+    std::string detail;
+    std::string body;
+  };
+  // Polls the order until it reaches CONFIRMED, CANCELLED or FAILED; FAILs after `timeout`.
+  final_state wait_final(const std::string& id,
+                         std::chrono::seconds timeout = std::chrono::seconds(60));
+  // The order's status now.
+  std::string status_of(const std::string& id);
+
+  // Captured minus refunded at the gateway.
+  std::int64_t charged_cents(const std::string& order_id);
+
+ private:
+  std::map<std::string, std::string> env_;
+};
+
+}  // namespace op::test
