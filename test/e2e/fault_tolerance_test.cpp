@@ -115,7 +115,7 @@ TEST_CASE("poison pills are dead-lettered with their origin and every partition 
     CHECK(letter.headers.count("dlq-last-failure") == 1);
     CHECK(letter.headers.count("dlq-entry-id") == 1);
   }
-  CHECK(metric(p.port(), R"(dlq_entries_total{error_class="undecodable",stage="validate"})") >= 6);
+  CHECK(metric(p.port(), R"(dlq_messages_total{error_class="undecodable",stage="validate"})") >= 6);
 }
 
 TEST_CASE("a replay that fails again parks its entry again, and repeating a replay does nothing",

@@ -53,7 +53,7 @@ std::string original_headers_json(const kafka::consumed_message& m) {
 }
 
 metrics::counter& parked_counter(const std::string& stage, const std::string& error_class) {
-  return metrics::global().get_counter("dlq_entries_total",
+  return metrics::global().get_counter("dlq_messages_total",
                                        "Messages dead-lettered by a saga stage, by error class.",
                                        {{"stage", stage}, {"error_class", error_class}});
 }
@@ -66,7 +66,11 @@ metrics::counter& replay_counter() {
 }  // namespace
 
 dead_letter_queue::dead_letter_queue(std::string dlq_topic) : dlq_topic_(std::move(dlq_topic)) {
+  // At zero from the start, so rates and alerts work before the first dead letter.
   replay_counter();
+  for (const char* stage : {"validate", "reserve", "pay", "confirm"})
+    for (const char* error_class : {error_undecodable, error_permanent, error_retries_exhausted})
+      parked_counter(stage, error_class);
 }
 
 void dead_letter_queue::prepare_statements(pqxx::connection& c) {

@@ -16,7 +16,14 @@ saga_jobs::saga_jobs(saga_stage_handlers& stages, const dead_letter_queue& dead_
       dead_letters_(dead_letters),
       pool_(pool),
       workers_(workers),
-      settings_(settings) {}
+      settings_(settings) {
+  auto& registry = metrics::global();
+  registry.get_gauge("pipeline_retries_pending",
+                     "Saga steps waiting in stage_retries to run again.");
+  for (const char* status : {"PARKED", "QUEUED", "REPLAYED"})
+    registry.get_gauge("dlq_entries", "Dead letters in the database, by status.",
+                       {{"status", status}});
+}
 
 saga_jobs::~saga_jobs() {
   stop();
