@@ -11,6 +11,7 @@
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "orders/adapters/saga_stage_handlers.hpp"
+#include "payments/adapters/circuit_breaking_gateway.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/metrics_routes.hpp"
@@ -49,6 +50,11 @@ std::optional<std::string> probe_database(const std::string& conninfo,
   }
 }
 
+resilience::circuit_breaker::settings breaker_settings(const config::circuit_breaker_config& c) {
+  return {c.failure_rate_threshold, c.sliding_window_size, c.minimum_calls, c.open_duration,
+          c.half_open_calls};
+}
+
 }  // namespace
 
 struct application::parts {
@@ -63,7 +69,8 @@ struct application::parts {
         customers(pool),
         products(pool),
         gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
-        stages(pool, blocking, gateway,
+        breaking_gateway(gateway, breaker_settings(c.payment.circuit_breaker)),
+        stages(pool, blocking, breaking_gateway,
                {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
                 c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
                 c.kafka.order_failed.name}),
@@ -95,6 +102,7 @@ struct application::parts {
   orders::pg_customer_repository customers;
   inventory::pg_product_repository products;
   payments::http_payment_gateway gateway;
+  payments::circuit_breaking_gateway breaking_gateway;
   orders::saga_stage_handlers stages;
   // The partitions' strands of every stage share these threads.
   asio::thread_pool stage_workers{2};
@@ -125,6 +133,7 @@ int application::run() {
   p.monitor.add("db",
                 [&p, url = c.database.url] { return probe_database(url, p.probe_connection); });
   p.monitor.add("kafka", [&p] { return p.admin.probe(2s); });
+  p.monitor.add_informational("paymentGateway", [&p] { return p.breaking_gateway.health(); });
 
   http::add_health_routes(p.routes, p.monitor, [&p]() -> std::optional<std::string> {
     if (p.draining)
