@@ -15,6 +15,7 @@
 // while closed and ends after the breaker opened) is ignored, so it cannot pass for a trial.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
