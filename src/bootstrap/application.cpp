@@ -14,6 +14,7 @@
 #include "orders/adapters/pg_order_repository.hpp"
 #include "orders/adapters/saga_jobs.hpp"
 #include "orders/adapters/saga_stage_handlers.hpp"
+#include "payments/adapters/circuit_breaking_gateway.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/metrics_routes.hpp"
@@ -64,6 +65,11 @@ orders::saga_settings saga_settings_of(const config::app_config& c) {
   return s;
 }
 
+resilience::circuit_breaker::settings breaker_settings(const config::circuit_breaker_config& c) {
+  return {c.failure_rate_threshold, c.sliding_window_size, c.minimum_calls, c.open_duration,
+          c.half_open_calls};
+}
+
 }  // namespace
 
 struct application::parts {
@@ -78,8 +84,9 @@ struct application::parts {
         customers(pool),
         products(pool),
         gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
+        breaking_gateway(gateway, breaker_settings(c.payment.circuit_breaker)),
         dead_letters(c.kafka.dlq_orders.name),
-        stages(pool, blocking, gateway, dead_letters, saga_settings_of(c)),
+        stages(pool, blocking, breaking_gateway, dead_letters, saga_settings_of(c)),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
         monitor(c.runtime.health_interval),
@@ -111,6 +118,7 @@ struct application::parts {
   orders::pg_customer_repository customers;
   inventory::pg_product_repository products;
   payments::http_payment_gateway gateway;
+  payments::circuit_breaking_gateway breaking_gateway;
   // The partitions' strands of every stage, and the retries, share these threads.
   asio::thread_pool stage_workers{2};
   orders::dead_letter_queue dead_letters;
@@ -143,6 +151,7 @@ int application::run() {
   p.monitor.add("db",
                 [&p, url = c.database.url] { return probe_database(url, p.probe_connection); });
   p.monitor.add("kafka", [&p] { return p.admin.probe(2s); });
+  p.monitor.add_informational("paymentGateway", [&p] { return p.breaking_gateway.health(); });
 
   http::add_health_routes(p.routes, p.monitor, [&p]() -> std::optional<std::string> {
     if (p.draining)
@@ -256,6 +265,9 @@ int application::run() {
 
   unsigned threads = c.http.threads > 0 ? static_cast<unsigned>(c.http.threads)
                                         : std::max(2u, std::thread::hardware_concurrency());
+  // Keeps the I/O threads running until the very end: the gateway calls of draining stages,
+  // retries and refunds still need them after the listener has closed.
+  auto keep_running = asio::make_work_guard(p.ioc);
   std::vector<std::thread> io_threads;
   for (unsigned i = 0; i < threads; ++i)
     io_threads.emplace_back([&] { p.ioc.run(); });
@@ -287,6 +299,7 @@ int application::run() {
   p.jobs.stop();
   p.stages.stop_refunds();
   p.relay.stop();
+  keep_running.reset();
   p.ioc.stop();
   for (auto& t : io_threads)
     t.join();

@@ -834,6 +834,7 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
   refunds_ = std::thread([this, &ioc] {
     auto logger = log::get("payments");
     while (!refunds_stopping_) {
+      auto pause = milliseconds(500);
       try {
         std::vector<std::string> pending;
         pool_.with_connection([&](pqxx::connection& c) {
@@ -845,8 +846,13 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
           if (refunds_stopping_)
             break;
           auto result = asio::co_spawn(ioc, gateway_.refund(order_id), asio::use_future).get();
-          if (result.outcome == payments::gateway_outcome::transient_failure ||
-              result.outcome == payments::gateway_outcome::unavailable) {
+          if (result.outcome == payments::gateway_outcome::unavailable) {
+            // The gateway's circuit is open: try the whole batch again once it may be back.
+            pause = std::max(pause, result.retry_after);
+            logger->info("refunds wait {} ms for the payment gateway", pause.count());
+            break;
+          }
+          if (result.outcome == payments::gateway_outcome::transient_failure) {
             logger->warn("refund of order {} failed, will retry: {}", order_id, result.message);
             continue;
           }
@@ -861,7 +867,8 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
       } catch (const std::exception& e) {
         logger->warn("refund worker: {}", e.what());
       }
-      for (int i = 0; i < 5 && !refunds_stopping_; ++i)
+      for (auto waited = milliseconds(0); waited < pause && !refunds_stopping_;
+           waited += milliseconds(100))
         std::this_thread::sleep_for(milliseconds(100));
     }
   });

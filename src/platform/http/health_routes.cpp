@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <map>
+#include <variant>
+
 #include "platform/json/json_escape.hpp"
 
 namespace op::http {
@@ -16,20 +19,33 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+std::string detail_value(const std::variant<std::string, std::int64_t>& value) {
+  if (const auto* text = std::get_if<std::string>(&value))
+    return json::quoted(*text);
+  return std::to_string(std::get<std::int64_t>(value));
+}
+
+// Probed and informational components together, in name order.
 std::string components_json(const runtime::health_monitor& monitor) {
-  std::string out = "{";
-  bool first = true;
+  std::map<std::string, std::string> rendered;
   for (const auto& [name, state] : monitor.snapshot()) {
-    if (!first)
-      out += ",";
-    first = false;
-    out += fmt::format(R"({}:{{"status":"{}","details":{{"since":"{}","checkedAt":"{}")",
-                       json::quoted(name), state.up ? "UP" : "DOWN", iso_time(state.since),
-                       iso_time(state.checked_at));
+    std::string out =
+        fmt::format(R"({{"status":"{}","details":{{"since":"{}","checkedAt":"{}")",
+                    state.up ? "UP" : "DOWN", iso_time(state.since), iso_time(state.checked_at));
     if (!state.up)
       out += ",\"error\":" + json::quoted(state.reason);
-    out += "}}";
+    rendered[name] = out + "}}";
   }
+  for (const auto& [name, report] : monitor.informational()) {
+    std::string details;
+    for (const auto& [key, value] : report.details)
+      details += (details.empty() ? "" : ",") + json::quoted(key) + ":" + detail_value(value);
+    rendered[name] =
+        fmt::format(R"({{"status":{},"details":{{{}}}}})", json::quoted(report.status), details);
+  }
+  std::string out = "{";
+  for (const auto& [name, json_object] : rendered)
+    out += (out.size() > 1 ? "," : "") + json::quoted(name) + ":" + json_object;
   return out + "}";
 }
 

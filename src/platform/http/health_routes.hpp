@@ -2,9 +2,11 @@
 // Spring Boot Actuator-style health endpoints for load balancers and Kubernetes probes:
 //   GET /api/orders/health             the seed's plain-text liveness answer
 //   GET /actuator/health               overall status with the db and kafka components
+//                                      and the informational ones (paymentGateway)
 //   GET /actuator/health/liveness      UP while the process serves requests
-//   GET /actuator/health/readiness     UP when every component is UP and the server is
-//                                      neither starting nor draining; 503 otherwise
+//   GET /actuator/health/readiness     UP when every probed component is UP and the server
+//                                      is neither starting nor draining; 503 otherwise
+// Informational components never change the overall status or readiness.
 
 #include <functional>
 #include <optional>

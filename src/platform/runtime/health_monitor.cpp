@@ -16,6 +16,11 @@ void health_monitor::add(std::string component, probe p) {
   probes_.emplace_back(std::move(component), std::move(p));
 }
 
+void health_monitor::add_informational(std::string component, reporter r) {
+  std::lock_guard lock(mutex_);
+  reporters_.emplace_back(std::move(component), std::move(r));
+}
+
 void health_monitor::start() {
   probe_all();
   thread_ = std::thread([this] {
@@ -79,6 +84,23 @@ bool health_monitor::all_up() const {
     if (!state.up)
       return false;
   return true;
+}
+
+std::map<std::string, health_monitor::report> health_monitor::informational() const {
+  decltype(reporters_) reporters;
+  {
+    std::lock_guard lock(mutex_);
+    reporters = reporters_;
+  }
+  std::map<std::string, report> out;
+  for (const auto& [name, read] : reporters) {
+    try {
+      out[name] = read();
+    } catch (const std::exception& e) {
+      out[name] = report{"UNKNOWN", {{"error", std::string(e.what())}}};
+    }
+  }
+  return out;
 }
 
 }  // namespace op::runtime
