@@ -287,6 +287,31 @@ std::map<std::string, db_order> read_orders() {
   });
 }
 
+// The replicas' configuration: the fault instance's services, and short waits so that
+// everything settles within the test's bounded drain.
+std::map<std::string, std::string> replica_settings(const std::string& gateway_url) {
+  return {
+      {"DB_URL", db_url},
+      {"KAFKA_BROKERS", kafka_brokers},
+      {"KAFKA_GROUP_ID", "order-pipeline-fault"},
+      {"PAYMENT_GATEWAY_URL", gateway_url},
+      {"ADMIN_TOKEN", test::test_admin_token},
+      {"DB_POOL_SIZE", "8"},
+      {"SHUTDOWN_TIMEOUT", "3000"},
+      {"APP_HEALTH_INTERVAL", "200"},
+      {"APP_RETRY_BACKOFF_DELAY", "200"},
+      // One attempt and two retries of 1 s each: the pay stage gives up after about 3.2 s.
+      {"APP_PAYMENT_TIMEOUT", "1000"},
+      {"APP_PAYMENT_MAX_RETRIES", "2"},
+      {"APP_PAYMENT_CIRCUIT_BREAKER_WAIT_DURATION_IN_OPEN_STATE", "2000"},
+      {"APP_SAGA_DEADLINE_VALIDATION", "60000"},
+      {"APP_SAGA_DEADLINE_RESERVATION", "60000"},
+      {"APP_SAGA_DEADLINE_PAYMENT", "30000"},
+      {"APP_SAGA_DEADLINE_CONFIRMATION", "60000"},
+      {"APP_SAGA_SWEEP_INTERVAL", "1000"},
+  };
+}
+
 std::size_t count_lines_with(const std::string& path, const std::string& needle) {
   std::ifstream in(path);
   std::size_t n = 0;
@@ -321,26 +346,7 @@ TEST_CASE("orders survive replica kills, Kafka and PostgreSQL restarts and gatew
   REQUIRE(test::run_script(infra + "scripts/infra/kafka start fault --fresh") == 0);
   test::simulator_process gateway(gateway_port);
 
-  const std::map<std::string, std::string> replica_env = {
-      {"DB_URL", db_url},
-      {"KAFKA_BROKERS", kafka_brokers},
-      {"KAFKA_GROUP_ID", "order-pipeline-fault"},
-      {"PAYMENT_GATEWAY_URL", gateway.url()},
-      {"ADMIN_TOKEN", test::test_admin_token},
-      {"DB_POOL_SIZE", "8"},
-      {"SHUTDOWN_TIMEOUT", "3000"},
-      // Short waits, so that everything settles within the test's bounded drain.
-      {"APP_HEALTH_INTERVAL", "200"},
-      {"APP_RETRY_BACKOFF_DELAY", "200"},
-      {"APP_PAYMENT_TIMEOUT", "1000"},
-      {"APP_PAYMENT_MAX_RETRIES", "2"},
-      {"APP_PAYMENT_CIRCUIT_BREAKER_WAIT_DURATION_IN_OPEN_STATE", "2000"},
-      {"APP_SAGA_DEADLINE_VALIDATION", "60000"},
-      {"APP_SAGA_DEADLINE_RESERVATION", "60000"},
-      {"APP_SAGA_DEADLINE_PAYMENT", "30000"},
-      {"APP_SAGA_DEADLINE_CONFIRMATION", "60000"},
-      {"APP_SAGA_SWEEP_INTERVAL", "1000"},
-  };
+  const auto replica_env = replica_settings(gateway.url());
   std::vector<std::unique_ptr<test::server_process>> replicas;
   for (auto port : replica_ports) {
     auto env = replica_env;
@@ -797,4 +803,73 @@ TEST_CASE("orders survive replica kills, Kafka and PostgreSQL restarts and gatew
 
   for (auto& r : replicas)
     r->terminate(10s);
+}
+
+// The gateway, slow beyond the pay stage's whole retry budget, handles a charge after the
+// pay stage gave up and the order was cancelled; it recovers right then, so the compensating
+// refund is handled before that charge. The money must still be given back.
+TEST_CASE("a charge the gateway takes after the pay stage gave up is refunded all the same",
+          "[fault][payments]") {
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!std::getenv("TEST_LOG_DIR"))
+    ::setenv("TEST_LOG_DIR", FAULT_LOG_DIR, 1);
+  test::run_script(fmt::format("mkdir -p '{}'", std::getenv("TEST_LOG_DIR")));
+  services_guard guard;
+  REQUIRE(test::run_script(infra + "scripts/infra/postgres start fault --fresh") == 0);
+  REQUIRE(test::run_script(infra + "scripts/infra/kafka start fault --fresh") == 0);
+  test::simulator_process gateway(gateway_port);
+  auto env = replica_settings(gateway.url());
+  env["HTTP_PORT"] = std::to_string(replica_ports[0]);
+  test::server_process server(env);
+  server.start();
+  server.wait_until_ready(90s);
+  const auto port = server.port();
+  test::put_customer(port, "late-cust", "buyer@example.com");
+  test::put_product(port, "late-prod", "Late charge", "12.99", 10);
+  const std::string body =
+      R"({"customerId":"late-cust","totalAmount":12.99,"items":[{"productId":"late-prod","quantity":1,"price":12.99}]})";
+  auto place_and_wait = [&](const std::string& key) {
+    auto reply = test::http_call(port, "POST", "/api/orders", body, {{"Idempotency-Key", key}});
+    REQUIRE(reply.status == 200);
+    auto id = test::json_field(reply.body, "orderId");
+    auto deadline = steady::now() + 60s;
+    std::string status;
+    while (steady::now() < deadline) {
+      status = test::json_field(test::http_get(port, "/api/orders/" + id).body, "status");
+      if (is_final(status))
+        break;
+      std::this_thread::sleep_for(50ms);
+    }
+    return std::pair{id, status};
+  };
+  // The consumers have their partitions once a first order went through.
+  REQUIRE(place_and_wait("late-warm-up").second == "CONFIRMED");
+
+  gateway.control(R"({"latencyMs":6000})");
+  auto [id, status] = place_and_wait("late-order");
+  gateway.control(gateway_healthy);
+  INFO("order " << id << " ended " << status << " while the gateway took 6 s per call");
+  REQUIRE(status == "CANCELLED");
+
+  // The held charges land about 6 s after they were sent; the refund worker had time after.
+  gateway_ledger ledger;
+  auto deadline = steady::now() + 20s;
+  do {
+    std::this_thread::sleep_for(500ms);
+    ledger = ledger_of(id);
+  } while (steady::now() < deadline &&
+           (ledger.captured == 0 || ledger.captured != ledger.refunded));
+  auto refund_state = with_db([&](pqxx::work& tx) {
+    auto rows = tx.exec_params(
+        "SELECT coalesce(refund_state, '') || ' ' || refunded_cents FROM payments"
+        " WHERE order_id = $1",
+        id);
+    return rows.empty() ? std::string("(no payments row)") : rows[0][0].as<std::string>();
+  });
+  INFO("gateway: charges " << ledger.charges << " attempts " << ledger.attempts << " captured "
+                           << ledger.captured << " refunded " << ledger.refunded
+                           << "; payments refund_state/refunded_cents: " << refund_state);
+  CHECK(ledger.charges <= 1);
+  CHECK(ledger.captured == ledger.refunded);
+  server.terminate(10s);
 }
