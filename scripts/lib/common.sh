@@ -10,14 +10,18 @@ die() { log "error: $*"; exit 1; }
 
 # An instance is a named set of local services with its own ports and data, so the
 # test suite never collides with a development server running at the same time.
-#   dev   the one ./scripts/run uses
-#   test  the one ./scripts/test uses
+#   dev    the one ./scripts/run uses
+#   test   the one ./scripts/test uses
+#   bench  the benchmarks
+#   fault  the fault-injection suite (test/fault), which starts and stops it itself
+# LB_PORT is where the instance's nginx listens (scripts/lb); replicas use the ports after it.
 instance_ports() {
   case "$1" in
-    dev)  PG_PORT="${PG_PORT:-55432}";  KAFKA_PORT="${KAFKA_PORT:-9092}";  KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}" ;;
-    test) PG_PORT="${PG_PORT:-55532}";  KAFKA_PORT="${KAFKA_PORT:-19092}"; KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}" ;;
-    bench) PG_PORT="${PG_PORT:-55632}"; KAFKA_PORT="${KAFKA_PORT:-29092}"; KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-29093}" ;;
-    *) die "unknown instance '$1' (expected dev, test or bench)" ;;
+    dev)  PG_PORT="${PG_PORT:-55432}";  KAFKA_PORT="${KAFKA_PORT:-9092}";  KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"; LB_PORT="${LB_PORT:-8080}" ;;
+    test) PG_PORT="${PG_PORT:-55532}";  KAFKA_PORT="${KAFKA_PORT:-19092}"; KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"; LB_PORT="${LB_PORT:-18080}" ;;
+    bench) PG_PORT="${PG_PORT:-55632}"; KAFKA_PORT="${KAFKA_PORT:-29092}"; KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-29093}"; LB_PORT="${LB_PORT:-28080}" ;;
+    fault) PG_PORT="${PG_PORT:-55732}"; KAFKA_PORT="${KAFKA_PORT:-39092}"; KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-39093}"; LB_PORT="${LB_PORT:-38080}" ;;
+    *) die "unknown instance '$1' (expected dev, test, bench or fault)" ;;
   esac
 }
 

@@ -12,10 +12,11 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 http_reply http_call(unsigned short port, const std::string& method, const std::string& target,
-                     const std::string& body, const std::map<std::string, std::string>& headers) {
+                     const std::string& body, const std::map<std::string, std::string>& headers,
+                     std::chrono::milliseconds timeout) {
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
-  stream.expires_after(std::chrono::seconds(30));
+  stream.expires_after(timeout);
   stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");

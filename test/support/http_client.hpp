@@ -1,6 +1,8 @@
 #pragma once
-// A small blocking HTTP/1.1 client for tests (one connection per call).
+// A small blocking HTTP/1.1 client for tests (one connection per call). Thread-safe: each
+// call has its own io_context. Throws on connection errors and when `timeout` passes.
 
+#include <chrono>
 #include <map>
 #include <string>
 
@@ -14,7 +16,8 @@ struct http_reply {
 
 http_reply http_call(unsigned short port, const std::string& method, const std::string& target,
                      const std::string& body = "",
-                     const std::map<std::string, std::string>& headers = {});
+                     const std::map<std::string, std::string>& headers = {},
+                     std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 inline http_reply http_get(unsigned short port, const std::string& target) {
   return http_call(port, "GET", target);

@@ -19,11 +19,16 @@
 
 namespace op::test {
 
-server_process::server_process(std::map<std::string, std::string> env) : port_(free_port()) {
-  env_ = {
-      {"DB_URL", db_url()},
-      {"KAFKA_BROKERS", kafka_brokers()},
-      {"HTTP_PORT", std::to_string(port_)},
+server_process::server_process(std::map<std::string, std::string> env) : env_(std::move(env)) {
+  // Defaults only for what `env` leaves out: a test with services of its own needs no
+  // TEST_DB_URL.
+  if (!env_.count("DB_URL"))
+    env_["DB_URL"] = db_url();
+  if (!env_.count("KAFKA_BROKERS"))
+    env_["KAFKA_BROKERS"] = kafka_brokers();
+  if (!env_.count("HTTP_PORT"))
+    env_["HTTP_PORT"] = std::to_string(free_port());
+  const std::map<std::string, std::string> defaults = {
       {"HTTP_ADDRESS", "127.0.0.1"},
       // One group for every test server: each continues where the previous one stopped
       // instead of replaying the topics from the beginning.
@@ -32,10 +37,9 @@ server_process::server_process(std::map<std::string, std::string> env) : port_(f
       {"SHUTDOWN_TIMEOUT", "5000"},
       {"ADMIN_TOKEN", test_admin_token},
   };
-  for (auto& [k, v] : env)
-    env_[k] = v;
-  if (env_.count("HTTP_PORT"))
-    port_ = static_cast<unsigned short>(std::stoi(env_["HTTP_PORT"]));
+  for (const auto& [k, v] : defaults)
+    env_.emplace(k, v);
+  port_ = static_cast<unsigned short>(std::stoi(env_["HTTP_PORT"]));
   log_path_ =
       fmt::format("{}/server-{}.log",
                   std::getenv("TEST_LOG_DIR") ? std::getenv("TEST_LOG_DIR") : "/tmp", port_);
@@ -46,10 +50,19 @@ server_process::~server_process() {
 }
 
 void server_process::start() {
-  int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  REQUIRE(log_fd >= 0);
+  REQUIRE(spawn());
+}
+
+bool server_process::spawn(bool append_log) {
+  int log_fd =
+      ::open(log_path_.c_str(), O_WRONLY | O_CREAT | (append_log ? O_APPEND : O_TRUNC), 0644);
+  if (log_fd < 0)
+    return false;
   pid_ = ::fork();
-  REQUIRE(pid_ >= 0);
+  if (pid_ < 0) {
+    ::close(log_fd);
+    return false;
+  }
   if (pid_ == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a crashed test
     ::dup2(log_fd, STDOUT_FILENO);
@@ -62,6 +75,24 @@ void server_process::start() {
     std::_Exit(127);
   }
   ::close(log_fd);
+  return true;
+}
+
+bool server_process::ready_within(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running())
+      return false;
+    try {
+      if (http_call(port_, "GET", "/actuator/health/readiness", "", {}, std::chrono::seconds(2))
+              .status == 200)
+        return true;
+    } catch (const std::exception&) {
+      // not listening yet
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
 }
 
 void server_process::wait_until_ready(std::chrono::seconds timeout) {

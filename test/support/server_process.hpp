@@ -12,7 +12,8 @@ namespace op::test {
 
 class server_process {
  public:
-  // `env` is added to the defaults (test database, test Kafka, a free HTTP port, group id).
+  // `env` is added to the defaults (test database, test Kafka, a free HTTP port, group id);
+  // TEST_DB_URL and TEST_KAFKA_BROKERS are needed only when `env` has no DB_URL/KAFKA_BROKERS.
   explicit server_process(std::map<std::string, std::string> env = {});
   ~server_process();  // SIGKILL if still running
   server_process(const server_process&) = delete;
@@ -21,6 +22,14 @@ class server_process {
   void start();
   // Polls /actuator/health/readiness until 200; FAILs the test after `timeout`.
   void wait_until_ready(std::chrono::seconds timeout = std::chrono::seconds(60));
+
+  // The same without Catch2 assertions, which are not thread-safe: for a thread that restarts
+  // a server while the test's other threads run. `append_log` keeps the earlier runs' log.
+  // The child dies with the calling thread (PR_SET_PDEATHSIG): call it from a thread that
+  // lives as long as the server should.
+  bool spawn(bool append_log = false);
+  // True once readiness answers 200; false when the server exited or `timeout` passed.
+  bool ready_within(std::chrono::milliseconds timeout);
   // Sends SIGTERM and waits; returns the exit status (or -signal).
   int terminate(std::chrono::seconds timeout = std::chrono::seconds(30));
   void kill();

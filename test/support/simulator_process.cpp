@@ -23,7 +23,8 @@ std::int64_t number_field(const std::string& json, const std::string& field) {
 }
 }  // namespace
 
-simulator_process::simulator_process() {
+simulator_process::simulator_process(unsigned short port) {
+  const std::string port_arg = std::to_string(port);
   int out[2];
   REQUIRE(::pipe(out) == 0);
   pid_ = ::fork();
@@ -37,8 +38,8 @@ simulator_process::simulator_process() {
     ::dup2(out[1], STDOUT_FILENO);
     ::close(out[0]);
     ::close(out[1]);
-    ::execl(PAYMENT_GATEWAY_SIMULATOR_BINARY, "payment-gateway-simulator", "--port", "0",
-            static_cast<char*>(nullptr));
+    ::execl(PAYMENT_GATEWAY_SIMULATOR_BINARY, "payment-gateway-simulator", "--port",
+            port_arg.c_str(), static_cast<char*>(nullptr));
     std::_Exit(127);
   }
   ::close(out[1]);

@@ -11,7 +11,8 @@ namespace op::test {
 
 class simulator_process {
  public:
-  simulator_process();
+  // `port` 0 picks a free one.
+  explicit simulator_process(unsigned short port = 0);
   ~simulator_process();
   simulator_process(const simulator_process&) = delete;
   simulator_process& operator=(const simulator_process&) = delete;
