@@ -57,3 +57,9 @@ CREATE INDEX dead_letters_queued ON dead_letters (id) WHERE status = 'QUEUED';
 ALTER TABLE outbox
   ADD COLUMN raw_payload bytea,
   ADD COLUMN headers jsonb;
+
+-- A refund that found nothing to refund is checked again a few times (refund_checks,
+-- next_refund_at): a charge that timed out on our side may still land at the gateway.
+ALTER TABLE payments
+  ADD COLUMN refund_checks   integer NOT NULL DEFAULT 0,
+  ADD COLUMN next_refund_at  timestamptz NOT NULL DEFAULT now();

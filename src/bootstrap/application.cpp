@@ -62,6 +62,7 @@ orders::saga_settings saga_settings_of(const config::app_config& c) {
   s.retry.base_delay = c.retry.backoff_delay;
   s.deadlines = {c.saga.validation_deadline, c.saga.reservation_deadline, c.saga.payment_deadline,
                  c.saga.confirmation_deadline};
+  s.late_charge_wait = c.payment.timeout;
   return s;
 }
 

@@ -231,8 +231,13 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " OR (payments.refund_state = 'REFUNDED'"
             " AND payments.refunded_cents < payments.amount_cents)");
   c.prepare("saga_pending_refunds",
-            "SELECT order_id FROM payments WHERE refund_state = 'PENDING' ORDER BY order_id"
+            "SELECT order_id, charge_id = '', refund_checks FROM payments"
+            " WHERE refund_state = 'PENDING' AND next_refund_at <= now() ORDER BY order_id"
             " LIMIT 100");
+  c.prepare("saga_refund_recheck",
+            "UPDATE payments SET refund_checks = refund_checks + 1,"
+            " next_refund_at = now() + make_interval(secs => $2)"
+            " WHERE order_id = $1 AND refund_state = 'PENDING'");
   c.prepare("saga_refund_done",
             "UPDATE payments SET refund_state = 'REFUNDED', refunded_cents = $2,"
             " refunded_at = now() WHERE order_id = $1 AND refund_state = 'PENDING'");
@@ -836,13 +841,18 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
     while (!refunds_stopping_) {
       auto pause = milliseconds(500);
       try {
-        std::vector<std::string> pending;
+        struct pending_refund {
+          std::string order_id;
+          bool capture_unknown;  // no capture recorded: a timed-out charge may still land
+          int checks;
+        };
+        std::vector<pending_refund> pending;
         pool_.with_connection([&](pqxx::connection& c) {
           pqxx::work tx(c);
           for (const auto& r : tx.exec_prepared("saga_pending_refunds"))
-            pending.push_back(r[0].as<std::string>());
+            pending.push_back({r[0].as<std::string>(), r[1].as<bool>(), r[2].as<int>()});
         });
-        for (const auto& order_id : pending) {
+        for (const auto& [order_id, capture_unknown, checks] : pending) {
           if (refunds_stopping_)
             break;
           auto result = asio::co_spawn(ioc, gateway_.refund(order_id), asio::use_future).get();
@@ -854,6 +864,21 @@ void saga_stage_handlers::start_refunds(asio::io_context& ioc) {
           }
           if (result.outcome == payments::gateway_outcome::transient_failure) {
             logger->warn("refund of order {} failed, will retry: {}", order_id, result.message);
+            continue;
+          }
+          if (result.refunded_cents == 0 && capture_unknown &&
+              checks < settings_.late_charge_checks) {
+            // Nothing captured yet. A charge the gateway still holds (our call timed out)
+            // would land later: look again after twice the call timeout, then doubling.
+            auto wait = settings_.late_charge_wait * (2 << checks);
+            pool_.with_connection([&](pqxx::connection& c) {
+              pqxx::work tx(c);
+              tx.exec_prepared("saga_refund_recheck", order_id,
+                               static_cast<double>(wait.count()) / 1000.0);
+              tx.commit();
+            });
+            logger->debug("order {}: nothing to refund yet; checking again in {} ms", order_id,
+                          wait.count());
             continue;
           }
           pool_.with_connection([&](pqxx::connection& c) {

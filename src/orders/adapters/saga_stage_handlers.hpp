@@ -58,6 +58,11 @@ struct saga_settings {
   saga_topics topics;
   retry_policy retry;
   saga_deadlines deadlines;
+  // A refund that finds nothing captured is repeated late_charge_checks times, after
+  // 2, 4, 8, ... times late_charge_wait (the gateway call timeout): a charge whose answer
+  // we never got may still be captured meanwhile.
+  std::chrono::milliseconds late_charge_wait{5000};
+  int late_charge_checks = 4;
 };
 
 // A step due to run again, as the retry scheduler claimed it from stage_retries.
