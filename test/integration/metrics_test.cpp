@@ -126,6 +126,8 @@ TEST_CASE("counters and histograms move by exactly what the orders did, and prom
   CHECK(delta("outbox_events_published_total") == 14);
   CHECK(sample(after, "process_resident_memory_bytes") > 0);
   CHECK(sample(after, R"(db_pool_connections{state="idle"})") > 0);
+  // Placing and processing three orders took many database transactions.
+  CHECK(delta("db_transaction_duration_seconds_count") >= 3 * 5);
   CHECK(after.find("order_id") == std::string::npos);
   CHECK(after.find("ORD-") == std::string::npos);  // no per-order label values
 

@@ -1,10 +1,15 @@
 #include "platform/pg/connection_pool.hpp"
 
+#include "platform/metrics/registry.hpp"
+
 namespace op::pg {
 
 connection_pool::connection_pool(std::string conninfo, std::size_t size,
                                  std::chrono::milliseconds acquire_timeout)
-    : conninfo_(std::move(conninfo)), acquire_timeout_(acquire_timeout), slots_(size) {
+    : conninfo_(std::move(conninfo)),
+      acquire_timeout_(acquire_timeout),
+      slots_(size),
+      leased_at_(size) {
   for (std::size_t i = size; i > 0; --i)
     free_.push_back(i - 1);
 }
@@ -28,6 +33,7 @@ std::size_t connection_pool::acquire() {
     slot = free_.back();
     free_.pop_back();
   }
+  leased_at_[slot] = std::chrono::steady_clock::now();
   try {
     if (!slots_[slot] || !slots_[slot]->is_open())
       open(slot);
@@ -51,7 +57,18 @@ void connection_pool::open(std::size_t slot) {
   slots_[slot] = std::move(connection);
 }
 
+// How long one unit of database work (a transaction, its statements and commit) held its
+// connection: the pipeline's query latency as the database and the pool together give it.
+static metrics::histogram& use_duration() {
+  static auto& h = metrics::global().get_histogram(
+      "db_transaction_duration_seconds",
+      "Time a unit of database work held its pooled connection, statements and commit included.");
+  return h;
+}
+
 void connection_pool::release(std::size_t slot) {
+  use_duration().observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - leased_at_[slot]).count());
   {
     std::lock_guard lock(mutex_);
     free_.push_back(slot);

@@ -61,9 +61,12 @@ class connection_pool {
   void discard(std::size_t slot);
   void open(std::size_t slot);
 
+
   const std::string conninfo_;
   const std::chrono::milliseconds acquire_timeout_;
   std::vector<std::unique_ptr<pqxx::connection>> slots_;
+  // When each slot was leased; only its borrower touches an entry, like slots_.
+  std::vector<std::chrono::steady_clock::time_point> leased_at_;
   std::vector<std::size_t> free_;
   std::vector<connection_setup> setups_;
   mutable std::mutex mutex_;
