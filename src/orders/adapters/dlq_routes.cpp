@@ -5,6 +5,7 @@
 #include "platform/http/bearer_auth.hpp"
 #include "platform/http/blocking_handler.hpp"
 #include "platform/json/json_escape.hpp"
+#include "platform/pg/hex.hpp"
 
 namespace op::orders {
 namespace {
@@ -72,13 +73,7 @@ std::string entry_json(const dead_letter& e, bool with_payload) {
     if (valid_utf8(e.payload)) {
       out += R"(,"payload":)" + json::quoted(e.payload);
     } else {
-      static constexpr char digits[] = "0123456789abcdef";
-      std::string hex;
-      for (unsigned char c : e.payload) {
-        hex += digits[c >> 4];
-        hex += digits[c & 0xf];
-      }
-      out += R"(,"payloadHex":")" + hex + "\"";
+      out += R"(,"payloadHex":")" + pg::to_hex(e.payload) + "\"";
     }
   }
   return out + "}";
@@ -95,6 +90,11 @@ std::optional<std::int64_t> parse_int(const std::string& text, std::int64_t min,
   if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max)
     return std::nullopt;
   return value;
+}
+
+response entry_not_found(std::int64_t id) {
+  return http::error_response(status::not_found, "not_found", "id",
+                              "no dead letter with id " + std::to_string(id));
 }
 
 bool known_stage(const std::string& s) {
@@ -167,8 +167,7 @@ void add_dlq_routes(http::router& routes, const dlq_routes_context& context) {
                    return ctx->dead_letters.find(tx, id);
                  });
                  if (!entry)
-                   return http::error_response(status::not_found, "not_found", "id",
-                                               "no dead letter with id " + std::to_string(id));
+                   return entry_not_found(id);
                  return http::json_response(status::ok, entry_json(*entry, true));
                };
                co_return co_await http::run_blocking(ctx->blocking, work);
@@ -189,8 +188,7 @@ void add_dlq_routes(http::router& routes, const dlq_routes_context& context) {
                    return result;
                  });
                  if (outcome == replay_outcome::not_found)
-                   return http::error_response(status::not_found, "not_found", "id",
-                                               "no dead letter with id " + std::to_string(id));
+                   return entry_not_found(id);
                  return http::json_response(
                      status::ok,
                      R"({"id":)" + std::to_string(id) + R"(,"status":"REPLAYED","replayed":)" +

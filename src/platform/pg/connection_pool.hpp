@@ -61,7 +61,6 @@ class connection_pool {
   void discard(std::size_t slot);
   void open(std::size_t slot);
 
-
   const std::string conninfo_;
   const std::chrono::milliseconds acquire_timeout_;
   std::vector<std::unique_ptr<pqxx::connection>> slots_;
