@@ -103,6 +103,30 @@ TEST_CASE("money is exact: 0.10 x 3 is 0.30", "[orders][money]") {
   CHECK(order.body.find(R"("price":0.10)") != std::string::npos);
 }
 
+TEST_CASE("items keep their order, and their names exactly, quotes, commas and braces included",
+          "[orders]") {
+  // The items are stored with one statement, as arrays; names must survive that unchanged.
+  running_server s;
+  test::put_product(s.port(), "prod-a", "A", "1.00", 100);
+  test::put_product(s.port(), "prod-b", "B", "2.00", 100);
+  const std::string body =
+      R"({"customerId":"cust-123","totalAmount":5.00,"items":[)"
+      R"({"productId":"prod-b","productName":"say \"NULL\", {x} \\ y","quantity":1,"price":2.00},)"
+      R"({"productId":"prod-a","productName":"","quantity":3,"price":1.00}]})";
+  auto reply = post_order(s.port(), body);
+  REQUIRE(reply.status == 200);
+  auto order = test::http_get(s.port(), "/api/orders/" + test::json_field(reply.body, "orderId"));
+  REQUIRE(order.status == 200);
+  rapidjson::Document doc;
+  doc.Parse(order.body.c_str());
+  REQUIRE(doc["items"].Size() == 2);
+  CHECK(std::string(doc["items"][0]["productId"].GetString()) == "prod-b");
+  CHECK(std::string(doc["items"][0]["productName"].GetString()) == R"(say "NULL", {x} \ y)");
+  CHECK(doc["items"][0]["quantity"].GetInt() == 1);
+  CHECK(std::string(doc["items"][1]["productId"].GetString()) == "prod-a");
+  CHECK(doc["items"][1]["quantity"].GetInt() == 3);
+}
+
 TEST_CASE("every class of bad input gets its 4xx naming the field, and the server stays healthy",
           "[orders][validation]") {
   running_server s;

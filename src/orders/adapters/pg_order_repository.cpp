@@ -4,6 +4,7 @@
 
 #include "platform/log/trace_context.hpp"
 #include "platform/outbox/outbox.hpp"
+#include "platform/pg/array.hpp"
 
 namespace op::orders {
 namespace {
@@ -73,17 +74,26 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("idempotency_find",
             "SELECT request_hash, order_id, response_body FROM idempotency_keys"
             " WHERE idempotency_key = $1");
+  // The order, its items, the first history entry and the saga in one round trip; the
+  // items come as parallel arrays, numbered by their position.
   c.prepare("order_insert",
-            "INSERT INTO orders (order_id, customer_id, customer_email, shipping_address,"
-            " payment_method, total_cents, status, trace_id) VALUES ($1, $2, NULLIF($3, ''),"
-            " NULLIF($4, ''), $5, $6, 'PLACED', NULLIF($7, ''))");
-  c.prepare("order_item_insert",
-            "INSERT INTO order_items (order_id, line_no, product_id, product_name, quantity,"
-            " price_cents) VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6)");
-  c.prepare("order_event_insert",
-            "INSERT INTO order_events (order_id, seq, status) VALUES ($1, 1, 'PLACED')");
-  c.prepare("saga_insert", "INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
-  c.prepare("order_find", "SELECT " + order_columns + " FROM orders WHERE order_id = $1");
+            "WITH new_order AS (INSERT INTO orders (order_id, customer_id, customer_email,"
+            " shipping_address, payment_method, total_cents, status, trace_id) VALUES ($1, $2,"
+            " NULLIF($3, ''), NULLIF($4, ''), $5, $6, 'PLACED', NULLIF($7, ''))),"
+            " items AS (INSERT INTO order_items (order_id, line_no, product_id, product_name,"
+            " quantity, price_cents) SELECT $1, line_no, product_id, NULLIF(product_name, ''),"
+            " quantity, price_cents FROM unnest($8::text[], $9::text[], $10::int[],"
+            " $11::bigint[]) WITH ORDINALITY AS i (product_id, product_name, quantity,"
+            " price_cents, line_no)),"
+            " history AS (INSERT INTO order_events (order_id, seq, status)"
+            " VALUES ($1, 1, 'PLACED'))"
+            " INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
+  // An order and its items in one round trip: one row per item, the order's columns repeated.
+  c.prepare("order_with_items",
+            "SELECT " + order_columns +
+                ", i.product_id, coalesce(i.product_name, ''), i.quantity, i.price_cents"
+                " FROM orders LEFT JOIN order_items i USING (order_id) WHERE order_id = $1"
+                " ORDER BY i.line_no");
   c.prepare("order_items_of",
             "SELECT order_id, product_id, coalesce(product_name, ''), quantity, price_cents"
             " FROM order_items WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no");
@@ -123,14 +133,18 @@ placement_result pg_order_repository::place(const new_order& order,
       }
     }
     const auto& d = order.draft;
+    std::vector<std::string_view> products, names;
+    std::vector<std::int64_t> quantities, prices;
+    for (const auto& item : d.items) {
+      products.push_back(item.product_id);
+      names.push_back(item.product_name);
+      quantities.push_back(item.quantity);
+      prices.push_back(item.price.cents());
+    }
     tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
-                     d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id);
-    int line = 0;
-    for (const auto& item : d.items)
-      tx.exec_prepared("order_item_insert", order.order_id, ++line, item.product_id,
-                       item.product_name, item.quantity, item.price.cents());
-    tx.exec_prepared("order_event_insert", order.order_id);
-    tx.exec_prepared("saga_insert", order.order_id);
+                     d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id,
+                     pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
+                     pg::integer_array(prices));
     outbox::append(tx, {order_placed_topic_, order.order_id, "OrderPlaced", order.order_id,
                         order.placed_event_payload,
                         order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id)});
@@ -140,12 +154,16 @@ placement_result pg_order_repository::place(const new_order& order,
 }
 
 std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id) {
-  auto rows = tx.exec_prepared("order_find", order_id);
+  auto rows = tx.exec_prepared("order_with_items", order_id);
   if (rows.empty())
     return std::nullopt;
-  std::vector<order_view> found{read_order(rows[0])};
-  attach_items(tx, found);
-  return std::move(found[0]);
+  auto order = read_order(rows[0]);
+  for (const auto& r : rows)
+    if (!r[11].is_null())
+      order.items.push_back({r[11].as<std::string>(), r[12].as<std::string>(),
+                             r[13].as<std::int64_t>(),
+                             money::from_cents(r[14].as<std::int64_t>())});
+  return order;
 }
 
 std::optional<order_view> pg_order_repository::find(const std::string& order_id) {

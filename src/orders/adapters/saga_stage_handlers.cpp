@@ -55,14 +55,24 @@ std::string event_type_of(topic_kind topic) {
   return "Unknown";
 }
 
-// Adds up an order's quantities per product, in product order: every transaction locks
-// product rows in the same order, so concurrent orders cannot deadlock.
-std::vector<std::pair<std::string, std::int64_t>> quantities(pqxx::work& tx,
-                                                             const std::string& order_id) {
-  std::vector<std::pair<std::string, std::int64_t>> out;
-  for (const auto& r : tx.exec_prepared("saga_order_quantities", order_id))
-    out.emplace_back(r[0].as<std::string>(), r[1].as<std::int64_t>());
-  return out;
+// A reservation found less stock than the plain read before it: another order took it.
+struct stock_ran_out : std::runtime_error {
+  stock_ran_out() : std::runtime_error("the stock changed while the reservation was decided") {}
+};
+
+// One statement that changes the stock of every product of order $1 and answers whether
+// every product row was changed. It locks the rows first, in product order (the one-time
+// filter on `locked` runs before the update scans anything), so concurrent orders cannot
+// deadlock.
+std::string stock_statement(const std::string& set, const std::string& condition) {
+  return "WITH wanted AS (SELECT product_id, sum(quantity)::bigint AS quantity FROM order_items"
+         " WHERE order_id = $1 GROUP BY product_id),"
+         " locked AS (SELECT product_id FROM products WHERE product_id IN"
+         " (SELECT product_id FROM wanted) ORDER BY product_id FOR UPDATE),"
+         " changed AS (UPDATE products p SET " +
+         set + ", updated_at = now() FROM wanted w WHERE p.product_id = w.product_id" + condition +
+         " AND (SELECT count(*) FROM locked) >= 0 RETURNING 1)"
+         " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM wanted)";
 }
 
 std::string validation_problem(pqxx::work& tx, const std::string& order_id,
@@ -172,8 +182,6 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_claim_event",
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)"
             " ON CONFLICT DO NOTHING");
-  c.prepare("saga_event_processed",
-            "SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2::uuid");
   c.prepare("saga_lock",
             "SELECT s.state, s.reason, s.detail, s.inventory_held, s.payment_captured,"
             " o.customer_id, o.total_cents, o.payment_method,"
@@ -181,19 +189,23 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " coalesce(o.trace_id, ''),"
             " extract(epoch FROM clock_timestamp() - s.step_started_at)::float8 FROM sagas s"
             " JOIN orders o USING (order_id) WHERE s.order_id = $1 FOR UPDATE OF s");
-  c.prepare("saga_peek",
-            "SELECT s.state, o.total_cents, o.payment_method FROM sagas s"
-            " JOIN orders o USING (order_id) WHERE s.order_id = $1");
-  c.prepare("saga_update",
-            "UPDATE sagas SET step_started_at = CASE WHEN state <> $2 THEN now()"
+  c.prepare("saga_pay_due",
+            "SELECT s.state = 'INVENTORY_RESERVED' AND NOT EXISTS (SELECT 1 FROM processed_events"
+            " WHERE consumer = $3 AND event_id = $2::uuid), o.total_cents, o.payment_method"
+            " FROM sagas s JOIN orders o USING (order_id) WHERE s.order_id = $1");
+  c.prepare("saga_pay_retry_due",
+            "SELECT s.state = 'INVENTORY_RESERVED' AND EXISTS (SELECT 1 FROM stage_retries"
+            " WHERE id = $2 AND attempts = $3), o.total_cents, o.payment_method"
+            " FROM sagas s JOIN orders o USING (order_id) WHERE s.order_id = $1");
+  // The saga, the order's status and its history in one round trip.
+  c.prepare("saga_write",
+            "WITH saga AS (UPDATE sagas SET step_started_at = CASE WHEN state <> $2 THEN now()"
             " ELSE step_started_at END, state = $2, reason = $3, detail = $4,"
             " inventory_held = $5, payment_captured = $6, updated_at = now(),"
-            " version = version + 1 WHERE order_id = $1");
-  c.prepare("saga_order_status",
-            "UPDATE orders SET status = $2, cancel_reason = $3, cancel_detail = NULLIF($4, ''),"
-            " updated_at = now() WHERE order_id = $1");
-  c.prepare("saga_history_append",
-            "INSERT INTO order_events (order_id, seq, status, reason, detail)"
+            " version = version + 1 WHERE order_id = $1),"
+            " status AS (UPDATE orders SET status = $2, cancel_reason = $3,"
+            " cancel_detail = NULLIF($4, ''), updated_at = now() WHERE order_id = $1)"
+            " INSERT INTO order_events (order_id, seq, status, reason, detail)"
             " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, NULLIF($4, '')"
             " FROM order_events WHERE order_id = $1");
   c.prepare("saga_customer_active", "SELECT active FROM customers WHERE customer_id = $1");
@@ -201,23 +213,24 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT i.line_no, i.product_id, i.quantity, i.price_cents, p.price_cents, p.active"
             " FROM order_items i LEFT JOIN products p USING (product_id)"
             " WHERE i.order_id = $1 ORDER BY i.line_no");
-  c.prepare("saga_order_quantities",
-            "SELECT product_id, sum(quantity)::bigint FROM order_items WHERE order_id = $1"
-            " GROUP BY product_id ORDER BY product_id");
   c.prepare("saga_lock_stock",
             "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
             " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
             " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
             " ORDER BY p.product_id FOR UPDATE OF p");
-  c.prepare("saga_reserve",
-            "UPDATE products SET available = available - $2, reserved = reserved + $2,"
-            " updated_at = now() WHERE product_id = $1 AND available >= $2");
-  c.prepare("saga_release",
-            "UPDATE products SET available = available + $2, reserved = reserved - $2,"
-            " updated_at = now() WHERE product_id = $1");
+  c.prepare("saga_read_stock",
+            "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
+            " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
+            " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
+            " ORDER BY p.product_id");
+  c.prepare("saga_reserve", stock_statement("available = p.available - w.quantity,"
+                                            " reserved = p.reserved + w.quantity",
+                                            " AND p.available >= w.quantity"));
+  c.prepare("saga_release", stock_statement("available = p.available + w.quantity,"
+                                            " reserved = p.reserved - w.quantity",
+                                            ""));
   c.prepare("saga_commit_stock",
-            "UPDATE products SET reserved = reserved - $2, sold = sold + $2, updated_at = now()"
-            " WHERE product_id = $1");
+            stock_statement("reserved = p.reserved - w.quantity, sold = p.sold + w.quantity", ""));
   // A capture that arrives after a deadline already asked for a refund fills in the amount.
   c.prepare("saga_record_payment",
             "INSERT INTO payments (order_id, charge_id, amount_cents) VALUES ($1, $2, $3)"
@@ -261,7 +274,6 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " to_char(first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
             " topic, partition, \"offset\", message_key, encode(payload, 'hex'), headers::text");
   c.prepare("saga_take_retry", "DELETE FROM stage_retries WHERE id = $1 AND attempts = $2");
-  c.prepare("saga_retry_pending", "SELECT 1 FROM stage_retries WHERE id = $1 AND attempts = $2");
   c.prepare("saga_count_retries", "SELECT count(*) FROM stage_retries");
   c.prepare("saga_overdue",
             "SELECT order_id FROM sagas WHERE (state = 'PLACED' AND step_started_at <"
@@ -428,7 +440,8 @@ std::optional<saga_stage_handlers::saga_row> saga_stage_handlers::lock_saga(
 }
 
 std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer,
-                                            const saga_row& row, const saga_event& event) {
+                                            const saga_row& row, const saga_event& event,
+                                            std::vector<stock_change>& stock) {
   auto logger = log::get("saga");
   auto result = order_saga::apply(row.state, event);
   if (auto* rejection = std::get_if<saga_rejection>(&result)) {
@@ -441,11 +454,30 @@ std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer
     return "rejected";
   }
   const auto& next = std::get<saga_transition>(result);
-  carry_out(tx, row.order_id, row.trace_id, next);
+  carry_out(tx, row.order_id, row.trace_id, next, stock);
   logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
   if (is_terminal(next.next.status) && next.next.status != row.state.status)
     record_final(next.next, row.age_seconds);
   return "applied";
+}
+
+void saga_stage_handlers::commit_with_stock(pqxx::work& tx, const std::string& order_id,
+                                            const std::vector<stock_change>& stock) {
+  for (auto change : stock) {
+    switch (change) {
+      case stock_change::reserve:
+        if (!tx.exec_prepared1("saga_reserve", order_id)[0].as<bool>())
+          throw stock_ran_out();
+        break;
+      case stock_change::release:
+        tx.exec_prepared1("saga_release", order_id);
+        break;
+      case stock_change::commit:
+        tx.exec_prepared1("saga_commit_stock", order_id);
+        break;
+    }
+  }
+  tx.commit();
 }
 
 void saga_stage_handlers::apply_step(const char* consumer, const std::string& order_id,
@@ -453,25 +485,37 @@ void saga_stage_handlers::apply_step(const char* consumer, const std::string& or
                                      std::string& outcome) {
   auto logger = log::get("saga");
   pool_.with_connection([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    if (!claim(tx)) {
-      outcome = "duplicate";
-      logger->debug("{}: order {}: already handled", consumer, order_id);
+    for (bool lock_stock_first : {false, true}) {
+      pqxx::work tx(c);
+      if (!claim(tx)) {
+        outcome = "duplicate";
+        logger->debug("{}: order {}: already handled", consumer, order_id);
+        return;
+      }
+      auto row = lock_saga(tx, order_id);
+      if (!row) {
+        logger->warn("{}: no saga for order {}; event dropped", consumer, order_id);
+        tx.commit();
+        return;
+      }
+      log::scoped_context logged(row->order_id, row->trace_id);
+      step_context step;
+      step.lock_stock_first = lock_stock_first;
+      try {
+        auto event = effect(tx, *row, step);
+        if (event)
+          step.outcome = transition(tx, consumer, *row, *event, step.stock);
+        commit_with_stock(tx, order_id, step.stock);
+      } catch (const stock_ran_out&) {
+        if (lock_stock_first)
+          throw;  // cannot happen: the rows were locked when the stock was read
+        logger->debug("{}: order {}: stock changed meanwhile; deciding again under lock", consumer,
+                      order_id);
+        continue;
+      }
+      outcome = step.outcome;
       return;
     }
-    auto row = lock_saga(tx, order_id);
-    if (!row) {
-      logger->warn("{}: no saga for order {}; event dropped", consumer, order_id);
-      tx.commit();
-      return;
-    }
-    log::scoped_context logged(row->order_id, row->trace_id);
-    std::string result = "skipped";
-    auto event = effect(tx, *row, result);
-    if (event)
-      result = transition(tx, consumer, *row, *event);
-    tx.commit();
-    outcome = result;
   });
 }
 
@@ -485,6 +529,7 @@ void saga_stage_handlers::give_up(const char* consumer, const kafka::consumed_me
   auto park_and_compensate = [&](bool compensate) {
     pool_.with_connection([&](pqxx::connection& c) {
       pqxx::work tx(c);
+      std::vector<stock_change> stock;
       dead_letters_.park(tx, failed);
       if (compensate && order_id) {
         if (retry)
@@ -492,10 +537,10 @@ void saga_stage_handlers::give_up(const char* consumer, const kafka::consumed_me
         if (auto row = lock_saga(tx, *order_id)) {
           log::scoped_context logged(row->order_id, row->trace_id);
           transition(tx, consumer, *row,
-                     events::processing_failed{fmt::format("{}: {}", consumer, error)});
+                     events::processing_failed{fmt::format("{}: {}", consumer, error)}, stock);
         }
       }
-      tx.commit();
+      commit_with_stock(tx, order_id.value_or(""), stock);
     });
   };
   try {
@@ -626,9 +671,10 @@ int saga_stage_handlers::expire_overdue(int limit) {
         return;
       log::scoped_context logged(row->order_id, row->trace_id);
       auto step = *awaited_step(row->state.status);
-      if (transition(tx, deadline_consumer, *row, events::deadline_expired{}) != "applied")
+      std::vector<stock_change> stock;
+      if (transition(tx, deadline_consumer, *row, events::deadline_expired{}, stock) != "applied")
         return;
-      tx.commit();
+      commit_with_stock(tx, order_id, stock);
       ++expired;
       metrics::global()
           .get_counter("saga_deadlines_expired_total",
@@ -650,27 +696,23 @@ std::int64_t saga_stage_handlers::pending_retries() {
 }
 
 void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
-                                    const std::string& trace_id,
-                                    const saga_transition& transition) {
+                                    const std::string& trace_id, const saga_transition& transition,
+                                    std::vector<stock_change>& stock) {
   const auto& next = transition.next;
   std::string status(to_string(next.status));
   std::optional<std::string> reason;
   if (next.reason)
     reason = std::string(to_string(*next.reason));
-  tx.exec_prepared("saga_update", order_id, status, reason, next.detail, next.inventory_held,
+  tx.exec_prepared("saga_write", order_id, status, reason, next.detail, next.inventory_held,
                    next.payment_captured);
-  tx.exec_prepared("saga_order_status", order_id, status, reason, next.detail);
-  tx.exec_prepared("saga_history_append", order_id, status, reason, next.detail);
 
   for (const auto& command : transition.commands) {
     switch (command.kind) {
       case command_kind::release_inventory:
-        for (const auto& [product, quantity] : quantities(tx, order_id))
-          tx.exec_prepared("saga_release", product, quantity);
+        stock.push_back(stock_change::release);
         break;
       case command_kind::commit_inventory:
-        for (const auto& [product, quantity] : quantities(tx, order_id))
-          tx.exec_prepared("saga_commit_stock", product, quantity);
+        stock.push_back(stock_change::commit);
         break;
       case command_kind::refund_payment:
         tx.exec_prepared("saga_request_refund", order_id);
@@ -707,7 +749,7 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
 
 asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work& tx, const saga_row& row,
-                                std::string&) -> std::optional<saga_event> {
+                                step_context&) -> std::optional<saga_event> {
     if (row.state.status != order_status::placed)
       return events::validation_passed{};  // the saga refuses it, logged
     auto problem = validation_problem(tx, row.order_id, row.customer_id, row.total_cents);
@@ -720,21 +762,25 @@ asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_messag
 
 asio::awaitable<void> saga_stage_handlers::reserve(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work& tx, const saga_row& row,
-                                std::string&) -> std::optional<saga_event> {
+                                step_context& step) -> std::optional<saga_event> {
     if (row.state.status != order_status::validated)
       return events::inventory_reserved{};
-    // All items or none: lock the order's product rows (in product order, so concurrent
-    // orders cannot deadlock), check every quantity, and only then take the stock.
-    auto locked = tx.exec_prepared("saga_lock_stock", row.order_id);
-    for (const auto& r : locked) {
+    // All items or none. Usually a plain read sees enough stock and the reservation is
+    // taken at the commit (step_context). Otherwise the product rows are locked (in product
+    // order, so concurrent orders cannot deadlock) and out of stock is decided under the lock.
+    auto stock = tx.exec_prepared(step.lock_stock_first ? "saga_lock_stock" : "saga_read_stock",
+                                  row.order_id);
+    for (const auto& r : stock) {
       auto available = r[1].as<std::int64_t>();
       auto wanted = r[2].as<std::int64_t>();
-      if (available < wanted)
-        return events::out_of_stock{fmt::format("product {}: {} wanted, {} available",
-                                                r[0].as<std::string>(), wanted, available)};
+      if (available >= wanted)
+        continue;
+      if (!step.lock_stock_first)
+        throw stock_ran_out();
+      return events::out_of_stock{fmt::format("product {}: {} wanted, {} available",
+                                              r[0].as<std::string>(), wanted, available)};
     }
-    for (const auto& r : locked)
-      tx.exec_prepared("saga_reserve", r[0].as<std::string>(), r[2].as<std::int64_t>());
+    step.stock.push_back(stock_change::reserve);
     return events::inventory_reserved{};
   };
   co_await run_step(reserve_consumer, message, effect, nullptr);
@@ -760,13 +806,12 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
   request.order_id = envelope->order_id;
   std::function<void()> peek = [&] {
     pool_.with_connection([&](pqxx::connection& c) {
-      pqxx::work tx(c);
-      auto rows = tx.exec_prepared("saga_peek", envelope->order_id);
-      if (rows.empty() || rows[0][0].as<std::string>() != "INVENTORY_RESERVED")
-        return;
-      if (retry
-              ? tx.exec_prepared("saga_retry_pending", retry->id, retry->attempts).empty()
-              : !tx.exec_prepared("saga_event_processed", pay_consumer, envelope->event_id).empty())
+      pqxx::nontransaction read(c);  // one statement: no BEGIN/COMMIT round trips
+      auto rows = retry ? read.exec_prepared("saga_pay_retry_due", envelope->order_id, retry->id,
+                                             retry->attempts)
+                        : read.exec_prepared("saga_pay_due", envelope->order_id, envelope->event_id,
+                                             pay_consumer);
+      if (rows.empty() || !rows[0][0].as<bool>())
         return;
       due = true;
       request.amount_cents = rows[0][1].as<std::int64_t>();
@@ -787,7 +832,7 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
 
   const int earlier_failures = retry ? retry->attempts : 0;
   const step_effect effect = [&](pqxx::work& tx, const saga_row& row,
-                                 std::string& outcome) -> std::optional<saga_event> {
+                                 step_context& step) -> std::optional<saga_event> {
     if (!charged)
       return std::nullopt;
     switch (charged->outcome) {
@@ -804,7 +849,7 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
         schedule_retry(tx, pay_consumer, row.order_id, message, retry, earlier_failures,
                        "gateway_unavailable", charged->message,
                        with_jitter(settings_.retry, charged->retry_after, unit_random()));
-        outcome = "retry_scheduled";
+        step.outcome = "retry_scheduled";
         return std::nullopt;
       case payments::gateway_outcome::transient_failure:
         break;
@@ -813,7 +858,7 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
     if (auto delay = retry_delay(settings_.retry, failures, unit_random())) {
       schedule_retry(tx, pay_consumer, row.order_id, message, retry, failures, "transient",
                      charged->message, *delay);
-      outcome = "retry_scheduled";
+      step.outcome = "retry_scheduled";
       return std::nullopt;
     }
     failed_message failed{pay_consumer,     row.order_id, &message,    error_retries_exhausted,
@@ -829,7 +874,7 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
 
 asio::awaitable<void> saga_stage_handlers::confirm(const kafka::consumed_message& message) {
   const step_effect effect = [](pqxx::work&, const saga_row&,
-                                std::string&) -> std::optional<saga_event> {
+                                step_context&) -> std::optional<saga_event> {
     return events::order_confirmed{};
   };
   co_await run_step(confirm_consumer, message, effect, nullptr);

@@ -28,7 +28,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/domain/order_saga.hpp"
@@ -107,10 +110,27 @@ class saga_stage_handlers {
   void abandon_waiting_steps() { abandoning_ = true; }
 
   struct saga_row;
+
+  // A change to the stock of every product of an order.
+  enum class stock_change { reserve, release, commit };
+
+  // What one step's transaction does besides the saga row, filled in by its effect and its
+  // transition.
+  struct step_context {
+    std::string outcome = "skipped";  // for the metrics: applied, duplicate, rejected, ...
+    // Product rows are the pipeline's hot rows: every order of a product writes the same row.
+    // Their changes are therefore applied last, right before the commit, so their locks are
+    // held for two round trips. A reservation is taken after a plain read saw enough stock;
+    // if the stock ran out in between, the step runs again with lock_stock_first set and
+    // decides under the lock.
+    bool lock_stock_first = false;
+    std::vector<stock_change> stock;
+  };
+
   // Decides the step's outcome inside the transaction; nullopt: nothing to do. May set the
   // metrics outcome (default "skipped" without an event).
   using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row,
-                                                              std::string& outcome)>;
+                                                              step_context& step)>;
   // Marks the message as taken inside the transaction; false: already handled, skip it.
   using step_claim = std::function<bool(pqxx::work& tx)>;
 
@@ -140,11 +160,16 @@ class saga_stage_handlers {
                       int attempts, const std::string& error_class, const std::string& error,
                       std::chrono::milliseconds delay);
   std::optional<saga_row> lock_saga(pqxx::work& tx, const std::string& order_id);
-  // Applies `event` to the locked saga and carries out the commands; returns the outcome.
+  // Applies `event` to the locked saga and carries out the commands, but for the stock
+  // changes, which it adds to `stock`; returns the outcome.
   std::string transition(pqxx::work& tx, const char* consumer, const saga_row& row,
-                         const saga_event& event);
+                         const saga_event& event, std::vector<stock_change>& stock);
   void carry_out(pqxx::work& tx, const std::string& order_id, const std::string& trace_id,
-                 const saga_transition& transition);
+                 const saga_transition& transition, std::vector<stock_change>& stock);
+  // Applies the stock changes and commits. Throws stock_ran_out when a reservation found
+  // less stock than the read before it.
+  static void commit_with_stock(pqxx::work& tx, const std::string& order_id,
+                                const std::vector<stock_change>& stock);
   double unit_random();
 
   pg::connection_pool& pool_;

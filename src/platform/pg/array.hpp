@@ -1,0 +1,40 @@
+#pragma once
+// PostgreSQL array literals for statement parameters ($n::text[], $n::bigint[]), so a set of
+// rows travels in one statement (INSERT ... SELECT FROM unnest(...)) instead of one each.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace op::pg {
+
+// {"a","b \"quoted\""}: every element quoted, so commas, braces, blanks and the word NULL
+// are taken literally.
+inline std::string text_array(const std::vector<std::string_view>& values) {
+  std::string out = "{";
+  for (auto value : values) {
+    if (out.size() > 1)
+      out += ',';
+    out += '"';
+    for (char c : value) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + '}';
+}
+
+template <typename Integer>
+std::string integer_array(const std::vector<Integer>& values) {
+  std::string out = "{";
+  for (auto value : values) {
+    if (out.size() > 1)
+      out += ',';
+    out += std::to_string(value);
+  }
+  return out + '}';
+}
+
+}  // namespace op::pg
