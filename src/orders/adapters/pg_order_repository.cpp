@@ -18,13 +18,19 @@ std::string iso(const char* column) {
   return out;
 }
 
-const std::string order_columns =
+}  // namespace
+
+const std::string order_select_list =
     "order_id, customer_id, coalesce(customer_email, ''), coalesce(shipping_address, ''),"
     " payment_method, status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
     " total_cents, " +
     iso("created_at") + ", " + iso("updated_at");
 
-order_view read_order(const pqxx::row& r) {
+std::string iso_timestamp_sql(const char* column) {
+  return iso(column);
+}
+
+order_view read_order_columns(const pqxx::row& r) {
   order_view o;
   o.order_id = r[0].as<std::string>();
   o.customer_id = r[1].as<std::string>();
@@ -40,9 +46,15 @@ order_view read_order(const pqxx::row& r) {
   return o;
 }
 
+order_item read_item_columns(const pqxx::row& r, int first) {
+  return {r[first].as<std::string>(), r[first + 1].as<std::string>(),
+          r[first + 2].as<std::int64_t>(), money::from_cents(r[first + 3].as<std::int64_t>())};
+}
+
+namespace {
+
 order_item read_item(const pqxx::row& r) {
-  return {r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::int64_t>(),
-          money::from_cents(r[4].as<std::int64_t>())};
+  return read_item_columns(r, 1);
 }
 
 // Items of several orders in one round trip.
@@ -90,7 +102,7 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
   // An order and its items in one round trip: one row per item, the order's columns repeated.
   c.prepare("order_with_items",
-            "SELECT " + order_columns +
+            "SELECT " + order_select_list +
                 ", i.product_id, coalesce(i.product_name, ''), i.quantity, i.price_cents"
                 " FROM orders LEFT JOIN order_items i USING (order_id) WHERE order_id = $1"
                 " ORDER BY i.line_no");
@@ -100,7 +112,7 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("order_history", "SELECT seq, status, coalesce(reason, ''), coalesce(detail, ''), " +
                                  iso("at") + " FROM order_events WHERE order_id = $1 ORDER BY seq");
   c.prepare("order_exists", "SELECT 1 FROM orders WHERE order_id = $1");
-  c.prepare("order_list", "SELECT " + order_columns +
+  c.prepare("order_list", "SELECT " + order_select_list +
                               " FROM orders WHERE ($1::text IS NULL OR customer_id = $1)"
                               " AND ($2::text IS NULL OR status = $2)"
                               " ORDER BY created_at DESC, order_id DESC LIMIT $3");
@@ -157,12 +169,10 @@ std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id
   auto rows = tx.exec_prepared("order_with_items", order_id);
   if (rows.empty())
     return std::nullopt;
-  auto order = read_order(rows[0]);
+  auto order = read_order_columns(rows[0]);
   for (const auto& r : rows)
     if (!r[11].is_null())
-      order.items.push_back({r[11].as<std::string>(), r[12].as<std::string>(),
-                             r[13].as<std::int64_t>(),
-                             money::from_cents(r[14].as<std::int64_t>())});
+      order.items.push_back(read_item_columns(r, 11));
   return order;
 }
 
@@ -195,7 +205,7 @@ std::vector<order_view> pg_order_repository::list(const order_filter& filter) {
     auto rows = tx.exec_prepared("order_list", filter.customer_id, filter.status, filter.limit);
     std::vector<order_view> out;
     for (const auto& r : rows)
-      out.push_back(read_order(r));
+      out.push_back(read_order_columns(r));
     attach_items(tx, out);
     return out;
   });

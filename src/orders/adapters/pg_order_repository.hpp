@@ -28,6 +28,15 @@ class pg_order_repository final : public order_repository {
 // The order with its items as seen inside `tx`; uses the statements prepare_statements made.
 std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id);
 
+// For statements that read an order together with something else: the order's columns as a
+// select list (unqualified names of the orders table), and how to read them back from the
+// first 11 columns of a row; an item from 4 columns starting at `first` (product id, name,
+// quantity, price in cents), and the ISO 8601 UTC text of a timestamp column.
+extern const std::string order_select_list;
+order_view read_order_columns(const pqxx::row& r);
+order_item read_item_columns(const pqxx::row& r, int first);
+std::string iso_timestamp_sql(const char* column);
+
 class pg_customer_repository final : public customer_repository {
  public:
   explicit pg_customer_repository(pg::connection_pool& pool) : pool_(pool) {}

@@ -27,6 +27,12 @@ struct saga_stage_handlers::saga_row {
   double age_seconds = 0;       // since the order was placed
   double step_age_seconds = 0;  // since the saga entered its current step
   std::string trace_id;
+  order_view order;  // as it was before this step, with its items
+};
+
+struct saga_stage_handlers::locked_saga {
+  bool claimed = false;  // the event was new (always false without a claim)
+  std::optional<saga_row> row;
 };
 
 namespace {
@@ -179,16 +185,24 @@ saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread
 }
 
 void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
-  c.prepare("saga_claim_event",
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2::uuid)"
-            " ON CONFLICT DO NOTHING");
+  // Claims the event (when $2 is not null), locks the saga and reads it with its order and
+  // the order's items: one row per item. The claim is made before the lock (the one-time
+  // filter), as in every transaction that claims, so two copies of an event cannot deadlock.
   c.prepare("saga_lock",
-            "SELECT s.state, s.reason, s.detail, s.inventory_held, s.payment_captured,"
-            " o.customer_id, o.total_cents, o.payment_method,"
-            " extract(epoch FROM clock_timestamp() - o.created_at)::float8,"
-            " coalesce(o.trace_id, ''),"
-            " extract(epoch FROM clock_timestamp() - s.step_started_at)::float8 FROM sagas s"
-            " JOIN orders o USING (order_id) WHERE s.order_id = $1 FOR UPDATE OF s");
+            "WITH claim AS (INSERT INTO processed_events (consumer, event_id)"
+            " SELECT $2, $3::uuid WHERE $2::text IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1),"
+            " saga AS (SELECT order_id, state, reason, detail, inventory_held, payment_captured,"
+            " extract(epoch FROM clock_timestamp() - step_started_at)::float8 AS step_age"
+            " FROM sagas WHERE order_id = $1 AND (SELECT count(*) FROM claim) >= 0 FOR UPDATE)"
+            " SELECT " +
+                order_select_list +
+                ", (SELECT count(*) FROM claim) > 0, saga.state, saga.reason, saga.detail,"
+                " saga.inventory_held, saga.payment_captured,"
+                " extract(epoch FROM clock_timestamp() - created_at)::float8,"
+                " coalesce(trace_id, ''), saga.step_age, i.product_id,"
+                " coalesce(i.product_name, ''), i.quantity, i.price_cents"
+                " FROM saga JOIN orders USING (order_id) LEFT JOIN order_items i USING (order_id)"
+                " ORDER BY i.line_no");
   c.prepare("saga_pay_due",
             "SELECT s.state = 'INVENTORY_RESERVED' AND NOT EXISTS (SELECT 1 FROM processed_events"
             " WHERE consumer = $3 AND event_id = $2::uuid), o.total_cents, o.payment_method"
@@ -197,17 +211,20 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT s.state = 'INVENTORY_RESERVED' AND EXISTS (SELECT 1 FROM stage_retries"
             " WHERE id = $2 AND attempts = $3), o.total_cents, o.payment_method"
             " FROM sagas s JOIN orders o USING (order_id) WHERE s.order_id = $1");
-  // The saga, the order's status and its history in one round trip.
+  // The saga, the order's status and its history in one round trip; answers the order's
+  // new updatedAt.
   c.prepare("saga_write",
             "WITH saga AS (UPDATE sagas SET step_started_at = CASE WHEN state <> $2 THEN now()"
             " ELSE step_started_at END, state = $2, reason = $3, detail = $4,"
             " inventory_held = $5, payment_captured = $6, updated_at = now(),"
             " version = version + 1 WHERE order_id = $1),"
             " status AS (UPDATE orders SET status = $2, cancel_reason = $3,"
-            " cancel_detail = NULLIF($4, ''), updated_at = now() WHERE order_id = $1)"
+            " cancel_detail = NULLIF($4, ''), updated_at = now() WHERE order_id = $1"
+            " RETURNING updated_at)"
             " INSERT INTO order_events (order_id, seq, status, reason, detail)"
             " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, NULLIF($4, '')"
-            " FROM order_events WHERE order_id = $1");
+            " FROM order_events WHERE order_id = $1 RETURNING (SELECT " +
+                iso_timestamp_sql("updated_at") + " FROM status)");
   c.prepare("saga_customer_active", "SELECT active FROM customers WHERE customer_id = $1");
   c.prepare("saga_items_with_catalog",
             "SELECT i.line_no, i.product_id, i.quantity, i.price_cents, p.price_cents, p.active"
@@ -367,11 +384,7 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
   std::string outcome = "skipped";
   const std::string event_id = envelope->event_id;
   const std::string order_id = envelope->order_id;
-  const step_claim claim = [consumer, event_id, retry](pqxx::work& tx) {
-    if (retry)  // the event id was claimed when the retry was scheduled
-      return tx.exec_prepared("saga_take_retry", retry->id, retry->attempts).affected_rows() > 0;
-    return tx.exec_prepared("saga_claim_event", consumer, event_id).affected_rows() > 0;
-  };
+  const step_claim claim{consumer, event_id, retry};
   std::function<void()> work = [&] { apply_step(consumer, order_id, claim, effect, outcome); };
   const std::string subject = "order " + order_id;
   for (int failures = 0;;) {
@@ -415,28 +428,45 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
 
 std::optional<saga_stage_handlers::saga_row> saga_stage_handlers::lock_saga(
     pqxx::work& tx, const std::string& order_id) {
-  auto rows = tx.exec_prepared("saga_lock", order_id);
+  return claim_and_lock_saga(tx, order_id, std::nullopt).row;
+}
+
+saga_stage_handlers::locked_saga saga_stage_handlers::claim_and_lock_saga(
+    pqxx::work& tx, const std::string& order_id, const std::optional<event_claim>& claim) {
+  std::optional<std::string> consumer, event_id;
+  if (claim) {
+    consumer = claim->consumer;
+    event_id = claim->event_id;
+  }
+  auto rows = tx.exec_prepared("saga_lock", order_id, consumer, event_id);
+  locked_saga out;
   if (rows.empty())
-    return std::nullopt;
+    return out;
   const auto& r = rows[0];
+  out.claimed = r[11].as<bool>();
   saga_row row;
+  row.order = read_order_columns(r);
   row.order_id = order_id;
-  auto status = parse_order_status(r[0].as<std::string>());
+  auto status = parse_order_status(r[12].as<std::string>());
   if (!status)
-    throw std::runtime_error("unknown saga state " + r[0].as<std::string>());
+    throw std::runtime_error("unknown saga state " + r[12].as<std::string>());
   row.state.status = *status;
-  if (!r[1].is_null())
-    row.state.reason = parse_cancel_reason(r[1].as<std::string>());
-  row.state.detail = r[2].as<std::string>();
-  row.state.inventory_held = r[3].as<bool>();
-  row.state.payment_captured = r[4].as<bool>();
-  row.customer_id = r[5].as<std::string>();
-  row.total_cents = r[6].as<std::int64_t>();
-  row.payment_method = r[7].as<std::string>();
-  row.age_seconds = r[8].as<double>();
-  row.trace_id = r[9].as<std::string>();
-  row.step_age_seconds = r[10].as<double>();
-  return row;
+  if (!r[13].is_null())
+    row.state.reason = parse_cancel_reason(r[13].as<std::string>());
+  row.state.detail = r[14].as<std::string>();
+  row.state.inventory_held = r[15].as<bool>();
+  row.state.payment_captured = r[16].as<bool>();
+  row.customer_id = row.order.customer_id;
+  row.total_cents = row.order.total_amount.cents();
+  row.payment_method = row.order.payment_method;
+  row.age_seconds = r[17].as<double>();
+  row.trace_id = r[18].as<std::string>();
+  row.step_age_seconds = r[19].as<double>();
+  for (const auto& item : rows)
+    if (!item[20].is_null())
+      row.order.items.push_back(read_item_columns(item, 20));
+  out.row = std::move(row);
+  return out;
 }
 
 std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer,
@@ -454,7 +484,7 @@ std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer
     return "rejected";
   }
   const auto& next = std::get<saga_transition>(result);
-  carry_out(tx, row.order_id, row.trace_id, next, stock);
+  carry_out(tx, row, next, stock);
   logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
   if (is_terminal(next.next.status) && next.next.status != row.state.status)
     record_final(next.next, row.age_seconds);
@@ -487,15 +517,26 @@ void saga_stage_handlers::apply_step(const char* consumer, const std::string& or
   pool_.with_connection([&](pqxx::connection& c) {
     for (bool lock_stock_first : {false, true}) {
       pqxx::work tx(c);
-      if (!claim(tx)) {
-        outcome = "duplicate";
-        logger->debug("{}: order {}: already handled", consumer, order_id);
-        return;
+      std::optional<event_claim> by_event;
+      if (claim.retry) {
+        // The event id was claimed when the retry was scheduled; the retry's row is the claim.
+        if (tx.exec_prepared("saga_take_retry", claim.retry->id, claim.retry->attempts)
+                .affected_rows() == 0) {
+          outcome = "duplicate";
+          return;
+        }
+      } else {
+        by_event = event_claim{claim.consumer, claim.event_id};
       }
-      auto row = lock_saga(tx, order_id);
+      auto [claimed, row] = claim_and_lock_saga(tx, order_id, by_event);
       if (!row) {
         logger->warn("{}: no saga for order {}; event dropped", consumer, order_id);
         tx.commit();
+        return;
+      }
+      if (by_event && !claimed) {
+        outcome = "duplicate";
+        logger->debug("{}: order {}: already handled", consumer, order_id);
         return;
       }
       log::scoped_context logged(row->order_id, row->trace_id);
@@ -695,16 +736,24 @@ std::int64_t saga_stage_handlers::pending_retries() {
   });
 }
 
-void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
-                                    const std::string& trace_id, const saga_transition& transition,
+void saga_stage_handlers::carry_out(pqxx::work& tx, const saga_row& row,
+                                    const saga_transition& transition,
                                     std::vector<stock_change>& stock) {
+  const auto& order_id = row.order_id;
+  const auto& trace_id = row.trace_id;
   const auto& next = transition.next;
   std::string status(to_string(next.status));
   std::optional<std::string> reason;
   if (next.reason)
     reason = std::string(to_string(*next.reason));
-  tx.exec_prepared("saga_write", order_id, status, reason, next.detail, next.inventory_held,
-                   next.payment_captured);
+  // The order as the events publish it, after this step.
+  auto order = row.order;
+  order.status = status;
+  order.cancel_reason = reason.value_or("");
+  order.cancel_detail = next.detail;
+  order.updated_at = tx.exec_prepared1("saga_write", order_id, status, reason, next.detail,
+                                       next.inventory_held, next.payment_captured)[0]
+                         .as<std::string>();
 
   for (const auto& command : transition.commands) {
     switch (command.kind) {
@@ -737,10 +786,8 @@ void saga_stage_handlers::carry_out(pqxx::work& tx, const std::string& order_id,
             name = &settings_.topics.order_failed;
             break;
         }
-        auto order = load_order(tx, order_id);
-        outbox::append(
-            tx, {*name, order_id, event_type_of(topic), order_id, order ? order_json(*order) : "{}",
-                 trace_id.empty() ? "" : log::make_traceparent(trace_id)});
+        outbox::append(tx, {*name, order_id, event_type_of(topic), order_id, order_json(order),
+                            trace_id.empty() ? "" : log::make_traceparent(trace_id)});
         break;
       }
     }

@@ -131,8 +131,13 @@ class saga_stage_handlers {
   // metrics outcome (default "skipped" without an event).
   using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row,
                                                               step_context& step)>;
-  // Marks the message as taken inside the transaction; false: already handled, skip it.
-  using step_claim = std::function<bool(pqxx::work& tx)>;
+  // How a step marks its message as taken, so a redelivery changes nothing: by the event id
+  // it records for its consumer, or for a scheduled retry by deleting the retry's row.
+  struct step_claim {
+    const char* consumer;
+    std::string event_id;
+    const stage_retry* retry;
+  };
 
  private:
   struct envelope_fields {
@@ -160,12 +165,21 @@ class saga_stage_handlers {
                       int attempts, const std::string& error_class, const std::string& error,
                       std::chrono::milliseconds delay);
   std::optional<saga_row> lock_saga(pqxx::work& tx, const std::string& order_id);
+  struct event_claim {
+    std::string consumer;
+    std::string event_id;
+  };
+  struct locked_saga;
+  // Claims the event, when given, and locks and reads the saga with its order, in one
+  // statement.
+  locked_saga claim_and_lock_saga(pqxx::work& tx, const std::string& order_id,
+                                  const std::optional<event_claim>& claim);
   // Applies `event` to the locked saga and carries out the commands, but for the stock
   // changes, which it adds to `stock`; returns the outcome.
   std::string transition(pqxx::work& tx, const char* consumer, const saga_row& row,
                          const saga_event& event, std::vector<stock_change>& stock);
-  void carry_out(pqxx::work& tx, const std::string& order_id, const std::string& trace_id,
-                 const saga_transition& transition, std::vector<stock_change>& stock);
+  void carry_out(pqxx::work& tx, const saga_row& row, const saga_transition& transition,
+                 std::vector<stock_change>& stock);
   // Applies the stock changes and commits. Throws stock_ran_out when a reservation found
   // less stock than the read before it.
   static void commit_with_stock(pqxx::work& tx, const std::string& order_id,
