@@ -96,15 +96,9 @@ struct application::parts {
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
     pool.add_setup(orders::saga_stage_handlers::prepare_statements);
     pool.add_setup(orders::dead_letter_queue::prepare_statements);
-    // Messages in flight per partition and stage. Enough for slow payments (6 partitions x
-    // 16 calls of 50 ms each is ~1,900 orders/s); more only queues steps on the database
-    // threads ahead of the HTTP requests and makes orders wait on each other's product
-    // locks (bench/README.md: 256 completed 145-208 orders/s at 400/s, 16 completed 268).
-    constexpr std::size_t in_flight_per_partition = 16;
     auto stage = [&](const config::topic_config& topic, auto member) {
       consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
-          kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name,
-                                   in_flight_per_partition},
+          kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
           stage_workers,
           [this, member](const kafka::consumed_message& m) { return (stages.*member)(m); }));
     };
