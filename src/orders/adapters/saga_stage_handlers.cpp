@@ -61,9 +61,10 @@ std::string event_type_of(topic_kind topic) {
   return "Unknown";
 }
 
-// A reservation found less stock than the plain read before it: another order took it.
+// The reservation must be decided with the product rows locked: the plain read saw too
+// little stock, or the reservation found less than that read (another order took it).
 struct stock_ran_out : std::runtime_error {
-  stock_ran_out() : std::runtime_error("the stock changed while the reservation was decided") {}
+  stock_ran_out() : std::runtime_error("not enough stock without a lock; deciding under lock") {}
 };
 
 // One statement that changes the stock of every product of order $1 and answers whether
