@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "dispatch.hpp"
+
 using namespace op;
 using namespace op::http;
 using namespace std::chrono_literals;
@@ -12,13 +14,7 @@ using namespace std::chrono_literals;
 namespace {
 
 response get(const router& r, std::string target) {
-  request req{verb::get, target, 11};
-  asio::io_context ioc;
-  response out;
-  asio::co_spawn(
-      ioc, [&]() -> asio::awaitable<void> { out = co_await r.dispatch(req); }, asio::detached);
-  ioc.run();
-  return out;
+  return test::dispatch(r, verb::get, std::move(target));
 }
 
 bool contains(const std::string& text, const std::string& part) {

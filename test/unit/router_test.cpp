@@ -2,18 +2,14 @@
 
 #include <catch2/catch.hpp>
 
+#include "dispatch.hpp"
+
 using namespace op;
 using namespace op::http;
 
 namespace {
 response run(const router& r, verb method, std::string target) {
-  request req{method, target, 11};
-  asio::io_context ioc;
-  response out;
-  asio::co_spawn(
-      ioc, [&]() -> asio::awaitable<void> { out = co_await r.dispatch(req); }, asio::detached);
-  ioc.run();
-  return out;
+  return test::dispatch(r, method, std::move(target));
 }
 
 router sample_router() {

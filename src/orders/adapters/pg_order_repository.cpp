@@ -7,28 +7,18 @@
 #include "platform/pg/array.hpp"
 
 namespace op::orders {
-namespace {
 
-constexpr const char* iso_utc =
-    R"(to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))";
-
-std::string iso(const char* column) {
-  std::string out = iso_utc;
+std::string iso_timestamp_sql(const char* column) {
+  std::string out = R"(to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))";
   out.replace(out.find("%s"), 2, column);
   return out;
 }
-
-}  // namespace
 
 const std::string order_select_list =
     "order_id, customer_id, coalesce(customer_email, ''), coalesce(shipping_address, ''),"
     " payment_method, status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
     " total_cents, " +
-    iso("created_at") + ", " + iso("updated_at");
-
-std::string iso_timestamp_sql(const char* column) {
-  return iso(column);
-}
+    iso_timestamp_sql("created_at") + ", " + iso_timestamp_sql("updated_at");
 
 order_view read_order_columns(const pqxx::row& r) {
   order_view o;
@@ -110,7 +100,8 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             "SELECT order_id, product_id, coalesce(product_name, ''), quantity, price_cents"
             " FROM order_items WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no");
   c.prepare("order_history", "SELECT seq, status, coalesce(reason, ''), coalesce(detail, ''), " +
-                                 iso("at") + " FROM order_events WHERE order_id = $1 ORDER BY seq");
+                                 iso_timestamp_sql("at") +
+                                 " FROM order_events WHERE order_id = $1 ORDER BY seq");
   c.prepare("order_exists", "SELECT 1 FROM orders WHERE order_id = $1");
   c.prepare("order_list", "SELECT " + order_select_list +
                               " FROM orders WHERE ($1::text IS NULL OR customer_id = $1)"

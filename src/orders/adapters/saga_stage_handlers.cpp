@@ -21,9 +21,6 @@ namespace op::orders {
 struct saga_stage_handlers::saga_row {
   std::string order_id;
   saga_state state;
-  std::string customer_id;
-  std::int64_t total_cents = 0;
-  std::string payment_method;
   double age_seconds = 0;       // since the order was placed
   double step_age_seconds = 0;  // since the saga entered its current step
   std::string trace_id;
@@ -231,16 +228,14 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT i.line_no, i.product_id, i.quantity, i.price_cents, p.price_cents, p.active"
             " FROM order_items i LEFT JOIN products p USING (product_id)"
             " WHERE i.order_id = $1 ORDER BY i.line_no");
-  c.prepare("saga_lock_stock",
-            "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
-            " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
-            " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
-            " ORDER BY p.product_id FOR UPDATE OF p");
-  c.prepare("saga_read_stock",
-            "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
-            " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
-            " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
-            " ORDER BY p.product_id");
+  // What an order wants of each product and what is available, plainly or locked.
+  const std::string stock_of_order =
+      "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
+      " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
+      " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
+      " ORDER BY p.product_id";
+  c.prepare("saga_read_stock", stock_of_order);
+  c.prepare("saga_lock_stock", stock_of_order + " FOR UPDATE OF p");
   c.prepare("saga_reserve", stock_statement("available = p.available - w.quantity,"
                                             " reserved = p.reserved + w.quantity",
                                             " AND p.available >= w.quantity"));
@@ -457,9 +452,6 @@ saga_stage_handlers::locked_saga saga_stage_handlers::claim_and_lock_saga(
   row.state.detail = r[14].as<std::string>();
   row.state.inventory_held = r[15].as<bool>();
   row.state.payment_captured = r[16].as<bool>();
-  row.customer_id = row.order.customer_id;
-  row.total_cents = row.order.total_amount.cents();
-  row.payment_method = row.order.payment_method;
   row.age_seconds = r[17].as<double>();
   row.trace_id = r[18].as<std::string>();
   row.step_age_seconds = r[19].as<double>();
@@ -800,7 +792,8 @@ asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_messag
                                 step_context&) -> std::optional<saga_event> {
     if (row.state.status != order_status::placed)
       return events::validation_passed{};  // the saga refuses it, logged
-    auto problem = validation_problem(tx, row.order_id, row.customer_id, row.total_cents);
+    auto problem =
+        validation_problem(tx, row.order_id, row.order.customer_id, row.order.total_amount.cents());
     if (problem.empty())
       return events::validation_passed{};
     return events::validation_failed{problem};
@@ -885,7 +878,8 @@ asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_messag
       return std::nullopt;
     switch (charged->outcome) {
       case payments::gateway_outcome::approved:
-        tx.exec_prepared("saga_record_payment", row.order_id, charged->charge_id, row.total_cents);
+        tx.exec_prepared("saga_record_payment", row.order_id, charged->charge_id,
+                         row.order.total_amount.cents());
         return events::payment_captured{charged->charge_id};
       case payments::gateway_outcome::declined:
         return events::payment_declined{
