@@ -1,0 +1,128 @@
+#pragma once
+// Group commit for blocking work. Coroutines hand in jobs; a worker on the blocking pool takes
+// every job waiting (up to max_batch) and runs them together, e.g. in one database
+// transaction. A lone job runs at once, alone; under load, the jobs that arrive while a batch
+// runs form the next one, so the cost per job falls as the load rises.
+//
+// When a batch of several jobs fails, each of its jobs runs again alone, so a job that cannot
+// succeed fails by itself and its caller gets its exception. The runner must therefore leave
+// nothing behind when it throws (roll back).
+
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "platform/runtime/asio.hpp"
+
+namespace op::runtime {
+
+template <class Job>
+class batcher {
+ public:
+  using runner = std::function<void(const std::vector<Job*>& jobs)>;
+
+  batcher(asio::thread_pool& pool, runner run, std::size_t max_batch, std::size_t max_parallel)
+      : pool_(pool),
+        run_(std::move(run)),
+        max_batch_(max_batch < 1 ? 1 : max_batch),
+        max_parallel_(max_parallel < 1 ? 1 : max_parallel) {}
+  batcher(const batcher&) = delete;
+  batcher& operator=(const batcher&) = delete;
+
+  // Runs `job` in the next batch and resumes the caller on its own executor; rethrows what
+  // the job's own run threw. `job` must stay alive until then.
+  asio::awaitable<void> run(Job& job) {
+    std::exception_ptr failure;
+    co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+        [&](auto handler) {
+          // Shared so the resumption fits a copyable std::function.
+          auto waiting_handler = std::make_shared<decltype(handler)>(std::move(handler));
+          enqueue({&job, &failure, [waiting_handler] {
+                     auto resume_on = asio::get_associated_executor(*waiting_handler);
+                     asio::post(resume_on, std::move(*waiting_handler));
+                   }});
+        },
+        asio::use_awaitable);
+    if (failure)
+      std::rethrow_exception(failure);
+  }
+
+ private:
+  struct waiting {
+    Job* job;
+    std::exception_ptr* failure;
+    std::function<void()> resume;
+  };
+
+  void enqueue(waiting w) {
+    bool start_worker = false;
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(w));
+      if (workers_ < max_parallel_) {
+        ++workers_;
+        start_worker = true;
+      }
+    }
+    if (start_worker)
+      asio::post(pool_, [this] { work(); });
+  }
+
+  void work() {
+    for (;;) {
+      std::vector<waiting> batch;
+      {
+        std::lock_guard lock(mutex_);
+        if (queue_.empty()) {
+          --workers_;
+          return;
+        }
+        while (!queue_.empty() && batch.size() < max_batch_) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      run_batch(batch);
+      for (auto& w : batch)
+        w.resume();
+    }
+  }
+
+  void run_batch(const std::vector<waiting>& batch) {
+    std::vector<Job*> jobs;
+    jobs.reserve(batch.size());
+    for (const auto& w : batch)
+      jobs.push_back(w.job);
+    try {
+      run_(jobs);
+      return;
+    } catch (...) {
+      if (batch.size() == 1) {
+        *batch.front().failure = std::current_exception();
+        return;
+      }
+    }
+    for (const auto& w : batch) {
+      try {
+        run_({w.job});
+      } catch (...) {
+        *w.failure = std::current_exception();
+      }
+    }
+  }
+
+  asio::thread_pool& pool_;
+  const runner run_;
+  const std::size_t max_batch_;
+  const std::size_t max_parallel_;
+  std::mutex mutex_;
+  std::deque<waiting> queue_;
+  std::size_t workers_ = 0;
+};
+
+}  // namespace op::runtime

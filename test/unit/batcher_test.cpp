@@ -1,0 +1,159 @@
+// runtime::batcher: jobs that wait while a batch runs are run together next, a failing batch
+// is retried one job at a time, and each caller gets its own job's outcome.
+
+#include "platform/runtime/batcher.hpp"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+using op::asio::awaitable;
+
+struct job {
+  int value = 0;
+  int result = 0;
+  std::string error;  // what the caller caught
+};
+
+// Holds the first batch until every other job has been handed in behind it.
+struct gate {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool entered = false;
+  bool open = false;
+  void enter_and_wait() {
+    std::unique_lock lock(mutex);
+    entered = true;
+    changed.notify_all();
+    changed.wait(lock, [&] { return open; });
+  }
+  bool has_entered() {
+    std::lock_guard lock(mutex);
+    return entered;
+  }
+  void release() {
+    std::lock_guard lock(mutex);
+    open = true;
+    changed.notify_all();
+  }
+};
+
+awaitable<void> submit(op::runtime::batcher<job>& batcher, job& j) {
+  try {
+    co_await batcher.run(j);
+  } catch (const std::exception& e) {
+    j.error = e.what();
+  }
+}
+
+// Hands in the first job; once its batch runs (and waits at `first_batch`), hands in the
+// others and then opens the gate. Returns when every caller has resumed.
+void run_all(op::runtime::batcher<job>& batcher, std::vector<job>& jobs, gate& first_batch) {
+  op::asio::io_context ioc;
+  op::asio::co_spawn(ioc, submit(batcher, jobs.front()), op::asio::detached);
+  op::asio::co_spawn(
+      ioc,
+      [&]() -> awaitable<void> {
+        op::asio::steady_timer timer(ioc);
+        while (!first_batch.has_entered()) {
+          timer.expires_after(std::chrono::milliseconds(5));
+          co_await timer.async_wait(op::asio::use_awaitable);
+        }
+        for (std::size_t i = 1; i < jobs.size(); ++i)
+          op::asio::co_spawn(ioc, submit(batcher, jobs[i]), op::asio::detached);
+        // Runs after those coroutines have handed in their jobs.
+        op::asio::post(ioc, [&] { first_batch.release(); });
+      },
+      op::asio::detached);
+  ioc.run();
+}
+
+// A runner that records the size of each batch it gets and holds the first one at `gate`.
+struct recording_runner {
+  std::mutex mutex;
+  std::vector<std::size_t> batch_sizes;
+  gate first_batch;
+  void enter(std::size_t size) {
+    bool first;
+    {
+      std::lock_guard lock(mutex);
+      first = batch_sizes.empty();
+      batch_sizes.push_back(size);
+    }
+    if (first)
+      first_batch.enter_and_wait();
+  }
+};
+
+std::vector<job> numbered_jobs(int count) {
+  std::vector<job> jobs(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i)
+    jobs[static_cast<std::size_t>(i)].value = i;
+  return jobs;
+}
+}  // namespace
+
+TEST_CASE("jobs arriving while a batch runs are run together, up to the batch size", "[batcher]") {
+  op::asio::thread_pool pool(2);
+  recording_runner recorder;
+  op::runtime::batcher<job> batcher(
+      pool,
+      [&](const std::vector<job*>& jobs) {
+        recorder.enter(jobs.size());
+        for (auto* j : jobs)
+          j->result = j->value * 10;
+      },
+      4, 1);
+  auto jobs = numbered_jobs(9);
+  run_all(batcher, jobs, recorder.first_batch);
+
+  for (const auto& j : jobs) {
+    CHECK(j.result == j.value * 10);
+    CHECK(j.error.empty());
+  }
+  // The first job ran alone; the eight that waited behind it ran in batches of at most 4.
+  REQUIRE(recorder.batch_sizes.size() == 3);
+  CHECK(recorder.batch_sizes[0] == 1);
+  CHECK(recorder.batch_sizes[1] == 4);
+  CHECK(recorder.batch_sizes[2] == 4);
+  pool.join();
+}
+
+TEST_CASE("a failing batch runs again one job at a time; only the bad job fails", "[batcher]") {
+  op::asio::thread_pool pool(2);
+  recording_runner recorder;
+  op::runtime::batcher<job> batcher(
+      pool,
+      [&](const std::vector<job*>& jobs) {
+        recorder.enter(jobs.size());
+        for (auto* j : jobs)
+          if (j->value == 3)
+            throw std::runtime_error("job 3 is bad");
+        for (auto* j : jobs)
+          j->result = j->value + 100;
+      },
+      16, 1);
+  auto jobs = numbered_jobs(6);
+  run_all(batcher, jobs, recorder.first_batch);
+
+  for (const auto& j : jobs) {
+    if (j.value == 3) {
+      CHECK(j.error == "job 3 is bad");
+    } else {
+      CHECK(j.error.empty());
+      CHECK(j.result == j.value + 100);
+    }
+  }
+  // 1 alone, then the other 5 together (failed), then each of those 5 alone.
+  REQUIRE(recorder.batch_sizes.size() == 7);
+  CHECK(recorder.batch_sizes[0] == 1);
+  CHECK(recorder.batch_sizes[1] == 5);
+  for (std::size_t i = 2; i < 7; ++i)
+    CHECK(recorder.batch_sizes[i] == 1);
+  pool.join();
+}
