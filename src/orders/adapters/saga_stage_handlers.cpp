@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <random>
+#include <set>
 
 #include "orders/adapters/order_json.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
@@ -12,6 +13,7 @@
 #include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
+#include "platform/pg/array.hpp"
 #include "platform/pg/hex.hpp"
 #include "platform/pg/pg_errors.hpp"
 #include "platform/runtime/offload.hpp"
@@ -30,6 +32,94 @@ struct saga_stage_handlers::saga_row {
 struct saga_stage_handlers::locked_saga {
   bool claimed = false;  // the event was new (always false without a claim)
   std::optional<saga_row> row;
+};
+
+struct saga_stage_handlers::step_writes {
+  struct saga_change {
+    const saga_row* row;
+    saga_transition transition;
+  };
+  std::vector<saga_change> sagas;
+  std::vector<std::pair<std::string_view, stock_change>> stock;  // by order id
+  // Orders reaching their final state, counted once the transaction committed.
+  std::vector<std::pair<saga_state, double>> finals;
+};
+
+// What the steps of one batch read, each kind in one statement for all of its orders, on
+// first use.
+class saga_stage_handlers::batch_reads {
+ public:
+  struct product {
+    std::int64_t price_cents = 0;
+    bool active = false;
+    std::int64_t available = 0;  // less what earlier orders of this batch reserved
+  };
+
+  batch_reads(pqxx::work& tx, std::vector<const saga_row*> rows, bool lock_products)
+      : tx_(tx), rows_(std::move(rows)), locked_(lock_products) {}
+
+  // Whether each customer of the batch's orders is active; an unknown one is absent.
+  const std::map<std::string, bool>& customers() {
+    if (!customers_) {
+      customers_.emplace();
+      std::vector<std::string_view> ids;
+      for (const auto* row : rows_)
+        ids.push_back(row->order.customer_id);
+      for (const auto& r : tx_.exec_prepared("saga_customers", pg::text_array(ids)))
+        (*customers_)[r[0].as<std::string>()] = r[1].as<bool>();
+    }
+    return *customers_;
+  }
+
+  // The products of the batch's orders; null for an unknown one.
+  const product* find_product(const std::string& product_id) {
+    if (!products_)
+      read_products();
+    auto it = products_->find(product_id);
+    return it == products_->end() ? nullptr : &it->second;
+  }
+
+  bool products_locked() const { return locked_; }
+
+  // Reads the products again, locked in product order: what they show is then certain until
+  // the commit.
+  void lock_products() {
+    if (locked_ && products_)
+      return;
+    locked_ = true;
+    read_products();
+  }
+
+  // Takes a reservation off the stock the later orders of the batch see.
+  void take(const std::string& product_id, std::int64_t quantity) {
+    taken_[product_id] += quantity;
+    if (products_)
+      if (auto it = products_->find(product_id); it != products_->end())
+        it->second.available -= quantity;
+  }
+
+ private:
+  void read_products() {
+    products_.emplace();
+    std::vector<std::string_view> ids;
+    for (const auto* row : rows_)
+      for (const auto& item : row->order.items)
+        ids.push_back(item.product_id);
+    for (const auto& r : tx_.exec_prepared(locked_ ? "saga_lock_products" : "saga_read_products",
+                                           pg::text_array(ids))) {
+      auto id = r[0].as<std::string>();
+      auto taken = taken_.find(id);
+      (*products_)[id] = {r[1].as<std::int64_t>(), r[2].as<bool>(),
+                          r[3].as<std::int64_t>() - (taken == taken_.end() ? 0 : taken->second)};
+    }
+  }
+
+  pqxx::work& tx_;
+  const std::vector<const saga_row*> rows_;
+  bool locked_;
+  std::optional<std::map<std::string, bool>> customers_;
+  std::optional<std::map<std::string, product>> products_;
+  std::map<std::string, std::int64_t> taken_;
 };
 
 namespace {
@@ -58,54 +148,50 @@ std::string event_type_of(topic_kind topic) {
   return "Unknown";
 }
 
-// The reservation must be decided with the product rows locked: the plain read saw too
-// little stock, or the reservation found less than that read (another order took it).
+// The reservation found less stock than the plain read before it (another order took it):
+// the step must be decided again with the product rows locked.
 struct stock_ran_out : std::runtime_error {
   stock_ran_out() : std::runtime_error("not enough stock without a lock; deciding under lock") {}
 };
 
-// One statement that changes the stock of every product of order $1 and answers whether
-// every product row was changed. It locks the rows first, in product order (the one-time
-// filter on `locked` runs before the update scans anything), so concurrent orders cannot
-// deadlock.
-std::string stock_statement(const std::string& set, const std::string& condition) {
-  return "WITH wanted AS (SELECT product_id, sum(quantity)::bigint AS quantity FROM order_items"
-         " WHERE order_id = $1 GROUP BY product_id),"
-         " locked AS (SELECT product_id FROM products WHERE product_id IN"
-         " (SELECT product_id FROM wanted) ORDER BY product_id FOR UPDATE),"
-         " changed AS (UPDATE products p SET " +
-         set + ", updated_at = now() FROM wanted w WHERE p.product_id = w.product_id" + condition +
-         " AND (SELECT count(*) FROM locked) >= 0 RETURNING 1)"
-         " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM wanted)";
+const char* to_string(saga_stage_handlers::stock_change change) {
+  switch (change) {
+    case saga_stage_handlers::stock_change::reserve:
+      return "reserve";
+    case saga_stage_handlers::stock_change::release:
+      return "release";
+    case saga_stage_handlers::stock_change::commit:
+      return "commit";
+  }
+  return "unknown";
 }
 
-std::string validation_problem(pqxx::work& tx, const std::string& order_id,
-                               const std::string& customer_id, std::int64_t total_cents) {
-  auto customer = tx.exec_prepared("saga_customer_active", customer_id);
-  if (customer.empty())
-    return fmt::format("customer {} does not exist", customer_id);
-  if (!customer[0][0].as<bool>())
-    return fmt::format("customer {} is not active", customer_id);
+// Empty when the order may go on; what is wrong otherwise.
+std::string validation_problem(const order_view& order, saga_stage_handlers::batch_reads& reads) {
+  const auto& customers = reads.customers();
+  auto customer = customers.find(order.customer_id);
+  if (customer == customers.end())
+    return fmt::format("customer {} does not exist", order.customer_id);
+  if (!customer->second)
+    return fmt::format("customer {} is not active", order.customer_id);
   std::int64_t sum = 0;
-  for (const auto& r : tx.exec_prepared("saga_items_with_catalog", order_id)) {
-    auto line = r[0].as<int>();
-    auto product = r[1].as<std::string>();
-    if (r[4].is_null())
-      return fmt::format("product {} does not exist", product);
-    if (!r[5].as<bool>())
-      return fmt::format("product {} is not active", product);
-    auto price = r[3].as<std::int64_t>();
-    auto catalog = r[4].as<std::int64_t>();
-    if (price != catalog)
-      return fmt::format("items[{}].price {} differs from the catalog price {} of {}", line - 1,
-                         money::from_cents(price).to_string(),
-                         money::from_cents(catalog).to_string(), product);
-    sum += r[2].as<std::int64_t>() * price;
+  for (std::size_t line = 0; line < order.items.size(); ++line) {
+    const auto& item = order.items[line];
+    const auto* product = reads.find_product(item.product_id);
+    if (!product)
+      return fmt::format("product {} does not exist", item.product_id);
+    if (!product->active)
+      return fmt::format("product {} is not active", item.product_id);
+    auto price = item.price.cents();
+    if (price != product->price_cents)
+      return fmt::format("items[{}].price {} differs from the catalog price {} of {}", line,
+                         item.price.to_string(),
+                         money::from_cents(product->price_cents).to_string(), item.product_id);
+    sum += item.quantity * price;
   }
-  if (sum != total_cents)
+  if (sum != order.total_amount.cents())
     return fmt::format("totalAmount {} differs from the sum of the items {}",
-                       money::from_cents(total_cents).to_string(),
-                       money::from_cents(sum).to_string());
+                       order.total_amount.to_string(), money::from_cents(sum).to_string());
   return {};
 }
 
@@ -170,6 +256,11 @@ saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread
   // Every outcome series exists from the start, at zero, so rates and alerts work before
   // the first such order.
   record_final_counters_at_zero();
+  for (const char* stage : {validate_consumer, reserve_consumer, pay_consumer, confirm_consumer})
+    batchers_.emplace(
+        stage, std::make_unique<runtime::batcher<step_job>>(
+                   blocking_, [this](const std::vector<step_job*>& jobs) { apply_steps(jobs); },
+                   settings_.batch_size, settings_.parallel_batches));
   auto& registry = metrics::global();
   for (const char* stage : {validate_consumer, reserve_consumer, pay_consumer, confirm_consumer})
     registry.get_counter("pipeline_retries_scheduled_total",
@@ -183,24 +274,28 @@ saga_stage_handlers::saga_stage_handlers(pg::connection_pool& pool, asio::thread
 }
 
 void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
-  // Claims the event (when $2 is not null), locks the saga and reads it with its order and
-  // the order's items: one row per item. The claim is made before the lock (the one-time
-  // filter), as in every transaction that claims, so two copies of an event cannot deadlock.
+  // Claims the events given ($3: the consumer, null for none), then locks the sagas in order
+  // id order and reads them with their orders and items: one row per item. The claims are
+  // made before the locks (the one-time filter), as in every transaction that claims, and in
+  // event id order, so two transactions claiming the same events cannot deadlock.
   c.prepare("saga_lock",
-            "WITH claim AS (INSERT INTO processed_events (consumer, event_id)"
-            " SELECT $2, $3::uuid WHERE $2::text IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1),"
+            "WITH input AS (SELECT * FROM unnest($1::text[], $2::uuid[]) AS t(order_id, event_id)),"
+            " claim AS (INSERT INTO processed_events (consumer, event_id)"
+            " SELECT $3, event_id FROM input WHERE $3::text IS NOT NULL AND event_id IS NOT NULL"
+            " ORDER BY event_id ON CONFLICT DO NOTHING RETURNING event_id),"
             " saga AS (SELECT order_id, state, reason, detail, inventory_held, payment_captured,"
             " extract(epoch FROM clock_timestamp() - step_started_at)::float8 AS step_age"
-            " FROM sagas WHERE order_id = $1 AND (SELECT count(*) FROM claim) >= 0 FOR UPDATE)"
+            " FROM sagas WHERE order_id IN (SELECT order_id FROM input)"
+            " AND (SELECT count(*) FROM claim) >= 0 ORDER BY order_id FOR UPDATE)"
             " SELECT " +
                 order_select_list +
-                ", (SELECT count(*) FROM claim) > 0, saga.state, saga.reason, saga.detail,"
-                " saga.inventory_held, saga.payment_captured,"
+                ", coalesce(input.event_id IN (SELECT event_id FROM claim), false), saga.state,"
+                " saga.reason, saga.detail, saga.inventory_held, saga.payment_captured,"
                 " extract(epoch FROM clock_timestamp() - created_at)::float8,"
                 " coalesce(trace_id, ''), saga.step_age, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
-                " FROM saga JOIN orders USING (order_id) LEFT JOIN order_items i USING (order_id)"
-                " ORDER BY i.line_no");
+                " FROM saga JOIN input USING (order_id) JOIN orders USING (order_id)"
+                " LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
   c.prepare("saga_pay_due",
             "SELECT s.state = 'INVENTORY_RESERVED' AND NOT EXISTS (SELECT 1 FROM processed_events"
             " WHERE consumer = $3 AND event_id = $2::uuid), o.total_cents, o.payment_method"
@@ -209,41 +304,54 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             "SELECT s.state = 'INVENTORY_RESERVED' AND EXISTS (SELECT 1 FROM stage_retries"
             " WHERE id = $2 AND attempts = $3), o.total_cents, o.payment_method"
             " FROM sagas s JOIN orders o USING (order_id) WHERE s.order_id = $1");
-  // The saga, the order's status and its history in one round trip; answers the order's
-  // new updatedAt.
+  // The sagas, their orders' status and history in one round trip; answers each order's new
+  // updatedAt.
   c.prepare("saga_write",
-            "WITH saga AS (UPDATE sagas SET step_started_at = CASE WHEN state <> $2 THEN now()"
-            " ELSE step_started_at END, state = $2, reason = $3, detail = $4,"
-            " inventory_held = $5, payment_captured = $6, updated_at = now(),"
-            " version = version + 1 WHERE order_id = $1),"
-            " status AS (UPDATE orders SET status = $2, cancel_reason = $3,"
-            " cancel_detail = NULLIF($4, ''), updated_at = now() WHERE order_id = $1"
-            " RETURNING updated_at)"
-            " INSERT INTO order_events (order_id, seq, status, reason, detail)"
-            " SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, NULLIF($4, '')"
-            " FROM order_events WHERE order_id = $1 RETURNING (SELECT " +
-                iso_timestamp_sql("updated_at") + " FROM status)");
-  c.prepare("saga_customer_active", "SELECT active FROM customers WHERE customer_id = $1");
-  c.prepare("saga_items_with_catalog",
-            "SELECT i.line_no, i.product_id, i.quantity, i.price_cents, p.price_cents, p.active"
-            " FROM order_items i LEFT JOIN products p USING (product_id)"
-            " WHERE i.order_id = $1 ORDER BY i.line_no");
-  // What an order wants of each product and what is available, plainly or locked.
-  const std::string stock_of_order =
-      "SELECT p.product_id, p.available, w.wanted FROM products p JOIN"
-      " (SELECT product_id, sum(quantity)::bigint AS wanted FROM order_items"
-      " WHERE order_id = $1 GROUP BY product_id) w USING (product_id)"
-      " ORDER BY p.product_id";
-  c.prepare("saga_read_stock", stock_of_order);
-  c.prepare("saga_lock_stock", stock_of_order + " FOR UPDATE OF p");
-  c.prepare("saga_reserve", stock_statement("available = p.available - w.quantity,"
-                                            " reserved = p.reserved + w.quantity",
-                                            " AND p.available >= w.quantity"));
-  c.prepare("saga_release", stock_statement("available = p.available + w.quantity,"
-                                            " reserved = p.reserved - w.quantity",
-                                            ""));
-  c.prepare("saga_commit_stock",
-            stock_statement("reserved = p.reserved - w.quantity, sold = p.sold + w.quantity", ""));
+            "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::boolean[], $6::boolean[]) AS t(order_id, state, reason, detail, held, captured)),"
+            " saga AS (UPDATE sagas s SET step_started_at = CASE WHEN s.state <> i.state"
+            " THEN now() ELSE s.step_started_at END, state = i.state, reason = i.reason,"
+            " detail = i.detail, inventory_held = i.held, payment_captured = i.captured,"
+            " updated_at = now(), version = s.version + 1 FROM input i"
+            " WHERE s.order_id = i.order_id),"
+            " history AS (INSERT INTO order_events (order_id, seq, status, reason, detail)"
+            " SELECT i.order_id, coalesce((SELECT max(seq) FROM order_events e"
+            " WHERE e.order_id = i.order_id), 0) + 1, i.state, i.reason, NULLIF(i.detail, '')"
+            " FROM input i)"
+            " UPDATE orders o SET status = i.state, cancel_reason = i.reason,"
+            " cancel_detail = NULLIF(i.detail, ''), updated_at = now() FROM input i"
+            " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
+                iso_timestamp_sql("o.updated_at"));
+  c.prepare("saga_customers",
+            "SELECT customer_id, active FROM customers WHERE customer_id = ANY($1::text[])");
+  // The catalog and the stock of the products of a batch's orders, plainly or locked.
+  const std::string products =
+      "SELECT product_id, price_cents, active, available FROM products"
+      " WHERE product_id = ANY($1::text[]) ORDER BY product_id";
+  c.prepare("saga_read_products", products);
+  c.prepare("saga_lock_products", products + " FOR UPDATE");
+  // Changes the stock of every product of the orders $1 by the changes $2 (reserve, release,
+  // commit) in one statement, and answers whether every product row was changed: a
+  // reservation only changes a row that has enough available. It locks the rows first, in
+  // product order (the one-time filter on `locked` runs before the update scans anything),
+  // so concurrent transactions cannot deadlock.
+  c.prepare("saga_stock",
+            "WITH wanted AS (SELECT i.product_id,"
+            " sum(CASE c.kind WHEN 'reserve' THEN -i.quantity WHEN 'release' THEN i.quantity"
+            " ELSE 0 END)::bigint AS to_available,"
+            " sum(CASE c.kind WHEN 'reserve' THEN i.quantity ELSE -i.quantity END)::bigint"
+            " AS to_reserved,"
+            " sum(CASE c.kind WHEN 'commit' THEN i.quantity ELSE 0 END)::bigint AS to_sold"
+            " FROM unnest($1::text[], $2::text[]) AS c(order_id, kind)"
+            " JOIN order_items i USING (order_id) GROUP BY i.product_id),"
+            " locked AS (SELECT product_id FROM products WHERE product_id IN"
+            " (SELECT product_id FROM wanted) ORDER BY product_id FOR UPDATE),"
+            " changed AS (UPDATE products p SET available = p.available + w.to_available,"
+            " reserved = p.reserved + w.to_reserved, sold = p.sold + w.to_sold,"
+            " updated_at = now() FROM wanted w WHERE p.product_id = w.product_id"
+            " AND p.available + w.to_available >= 0 AND (SELECT count(*) FROM locked) >= 0"
+            " RETURNING 1)"
+            " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM locked)");
   // A capture that arrives after a deadline already asked for a refund fills in the amount.
   c.prepare("saga_record_payment",
             "INSERT INTO payments (order_id, charge_id, amount_cents) VALUES ($1, $2, $3)"
@@ -322,18 +430,14 @@ double saga_stage_handlers::unit_random() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
 }
 
-asio::awaitable<bool> saga_stage_handlers::while_unavailable(const char* consumer,
-                                                             const std::string& subject,
-                                                             std::function<void()>& work) {
+asio::awaitable<bool> saga_stage_handlers::while_unavailable(
+    const char* consumer, const std::string& subject,
+    std::function<asio::awaitable<void>()>& attempt) {
   auto logger = log::get("saga");
-  auto run_once = [&work] {
-    work();
-    return true;
-  };
-  for (int attempt = 1;; ++attempt) {
+  for (int attempts = 1;; ++attempts) {
     std::string reason;
     try {
-      co_await runtime::offload(blocking_, run_once);
+      co_await attempt();
       co_return true;
     } catch (const std::exception& e) {
       if (!pg::is_unavailable(e))
@@ -342,12 +446,33 @@ asio::awaitable<bool> saga_stage_handlers::while_unavailable(const char* consume
     }
     if (abandoning_)
       co_return false;
-    auto delay = milliseconds(std::min(5000, 100 << std::min(attempt, 6)));
+    auto delay = milliseconds(std::min(5000, 100 << std::min(attempts, 6)));
     logger->warn("{}: {} waiting {} ms for the database: {}", consumer, subject, delay.count(),
                  reason);
     asio::steady_timer timer(co_await asio::this_coro::executor, delay);
     co_await timer.async_wait(asio::use_awaitable);
   }
+}
+
+asio::awaitable<bool> saga_stage_handlers::while_unavailable(const char* consumer,
+                                                             const std::string& subject,
+                                                             std::function<void()>& work) {
+  std::function<asio::awaitable<void>()> attempt = [&]() -> asio::awaitable<void> {
+    auto run_once = [&work] {
+      work();
+      return true;
+    };
+    co_await runtime::offload(blocking_, run_once);
+  };
+  co_return co_await while_unavailable(consumer, subject, attempt);
+}
+
+runtime::batcher<saga_stage_handlers::step_job>& saga_stage_handlers::batcher_for(
+    const char* consumer) {
+  auto it = batchers_.find(std::string_view(consumer));
+  if (it == batchers_.end())
+    throw std::logic_error(fmt::format("no batcher for stage {}", consumer));
+  return *it->second;
 }
 
 asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
@@ -381,13 +506,17 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
   const std::string event_id = envelope->event_id;
   const std::string order_id = envelope->order_id;
   const step_claim claim{consumer, event_id, retry};
-  std::function<void()> work = [&] { apply_step(consumer, order_id, claim, effect, outcome); };
+  step_job job{consumer, order_id, claim, &effect};
+  std::function<asio::awaitable<void>()> work = [&]() -> asio::awaitable<void> {
+    co_await batcher_for(consumer).run(job);
+  };
   const std::string subject = "order " + order_id;
   for (int failures = 0;;) {
     std::string error, error_class;
     try {
       if (!co_await while_unavailable(consumer, subject, work))
         co_return;  // abandoned at shutdown: not committed, delivered again after a restart
+      outcome = job.outcome;
       break;
     } catch (const std::exception& e) {
       error = e.what();
@@ -424,47 +553,56 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
 
 std::optional<saga_stage_handlers::saga_row> saga_stage_handlers::lock_saga(
     pqxx::work& tx, const std::string& order_id) {
-  return claim_and_lock_saga(tx, order_id, std::nullopt).row;
+  auto locked = claim_and_lock_sagas(tx, nullptr, {{order_id, std::nullopt}});
+  if (locked.empty())
+    return std::nullopt;
+  return std::move(locked.begin()->second.row);
 }
 
-saga_stage_handlers::locked_saga saga_stage_handlers::claim_and_lock_saga(
-    pqxx::work& tx, const std::string& order_id, const std::optional<event_claim>& claim) {
-  std::optional<std::string> consumer, event_id;
-  if (claim) {
-    consumer = claim->consumer;
-    event_id = claim->event_id;
+std::map<std::string, saga_stage_handlers::locked_saga> saga_stage_handlers::claim_and_lock_sagas(
+    pqxx::work& tx, const char* consumer, const std::vector<lock_request>& requests) {
+  std::vector<std::string_view> order_ids;
+  std::vector<std::optional<std::string_view>> event_ids;
+  for (const auto& request : requests) {
+    order_ids.push_back(request.order_id);
+    event_ids.push_back(request.event_id);
   }
-  auto rows = tx.exec_prepared("saga_lock", order_id, consumer, event_id);
-  locked_saga out;
-  if (rows.empty())
-    return out;
-  const auto& r = rows[0];
-  out.claimed = r[11].as<bool>();
-  saga_row row;
-  row.order = read_order_columns(r);
-  row.order_id = order_id;
-  auto status = parse_order_status(r[12].as<std::string>());
-  if (!status)
-    throw std::runtime_error("unknown saga state " + r[12].as<std::string>());
-  row.state.status = *status;
-  if (!r[13].is_null())
-    row.state.reason = parse_cancel_reason(r[13].as<std::string>());
-  row.state.detail = r[14].as<std::string>();
-  row.state.inventory_held = r[15].as<bool>();
-  row.state.payment_captured = r[16].as<bool>();
-  row.age_seconds = r[17].as<double>();
-  row.trace_id = r[18].as<std::string>();
-  row.step_age_seconds = r[19].as<double>();
-  for (const auto& item : rows)
-    if (!item[20].is_null())
-      row.order.items.push_back(read_item_columns(item, 20));
-  out.row = std::move(row);
+  std::optional<std::string> claimer;
+  if (consumer)
+    claimer = consumer;
+  std::map<std::string, locked_saga> out;
+  for (const auto& r : tx.exec_prepared("saga_lock", pg::text_array(order_ids),
+                                        pg::nullable_text_array(event_ids), claimer)) {
+    auto [entry, first_row] = out.try_emplace(r[0].as<std::string>());
+    auto& locked = entry->second;
+    if (first_row) {
+      locked.claimed = r[11].as<bool>();
+      saga_row row;
+      row.order = read_order_columns(r);
+      row.order_id = entry->first;
+      auto status = parse_order_status(r[12].as<std::string>());
+      if (!status)
+        throw std::runtime_error("unknown saga state " + r[12].as<std::string>());
+      row.state.status = *status;
+      if (!r[13].is_null())
+        row.state.reason = parse_cancel_reason(r[13].as<std::string>());
+      row.state.detail = r[14].as<std::string>();
+      row.state.inventory_held = r[15].as<bool>();
+      row.state.payment_captured = r[16].as<bool>();
+      row.age_seconds = r[17].as<double>();
+      row.trace_id = r[18].as<std::string>();
+      row.step_age_seconds = r[19].as<double>();
+      locked.row = std::move(row);
+    }
+    if (!r[20].is_null())
+      locked.row->order.items.push_back(read_item_columns(r, 20));
+  }
   return out;
 }
 
 std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer,
                                             const saga_row& row, const saga_event& event,
-                                            std::vector<stock_change>& stock) {
+                                            step_writes& writes) {
   auto logger = log::get("saga");
   auto result = order_saga::apply(row.state, event);
   if (auto* rejection = std::get_if<saga_rejection>(&result)) {
@@ -476,81 +614,159 @@ std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer
       logger->warn("{}: order {}: {}", consumer, row.order_id, describe(*rejection));
     return "rejected";
   }
-  const auto& next = std::get<saga_transition>(result);
-  carry_out(tx, row, next, stock);
+  auto& next = std::get<saga_transition>(result);
+  for (const auto& command : next.commands) {
+    switch (command.kind) {
+      case command_kind::release_inventory:
+        writes.stock.emplace_back(row.order_id, stock_change::release);
+        break;
+      case command_kind::commit_inventory:
+        writes.stock.emplace_back(row.order_id, stock_change::commit);
+        break;
+      case command_kind::refund_payment:
+        tx.exec_prepared("saga_request_refund", row.order_id);
+        break;
+      case command_kind::publish:
+        break;  // written with the saga, which gives the event its updatedAt
+    }
+  }
   logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
   if (is_terminal(next.next.status) && next.next.status != row.state.status)
-    record_final(next.next, row.age_seconds);
+    writes.finals.emplace_back(next.next, row.age_seconds);
+  writes.sagas.push_back({&row, std::move(next)});
   return "applied";
 }
 
-void saga_stage_handlers::commit_with_stock(pqxx::work& tx, const std::string& order_id,
-                                            const std::vector<stock_change>& stock) {
-  for (auto change : stock) {
-    switch (change) {
-      case stock_change::reserve:
-        if (!tx.exec_prepared1("saga_reserve", order_id)[0].as<bool>())
-          throw stock_ran_out();
-        break;
-      case stock_change::release:
-        tx.exec_prepared1("saga_release", order_id);
-        break;
-      case stock_change::commit:
-        tx.exec_prepared1("saga_commit_stock", order_id);
-        break;
+void saga_stage_handlers::write_and_commit(pqxx::work& tx, step_writes& writes) {
+  if (!writes.sagas.empty()) {
+    std::vector<std::string_view> order_ids, states, details, held, captured;
+    std::vector<std::optional<std::string_view>> reasons;
+    for (const auto& [row, transition] : writes.sagas) {
+      const auto& next = transition.next;
+      order_ids.push_back(row->order_id);
+      states.push_back(to_string(next.status));
+      reasons.push_back(next.reason ? std::optional<std::string_view>(to_string(*next.reason))
+                                    : std::nullopt);
+      details.push_back(next.detail);
+      held.push_back(next.inventory_held ? "t" : "f");
+      captured.push_back(next.payment_captured ? "t" : "f");
     }
+    std::map<std::string, std::string, std::less<>> updated_at;
+    for (const auto& r :
+         tx.exec_prepared("saga_write", pg::text_array(order_ids), pg::text_array(states),
+                          pg::nullable_text_array(reasons), pg::text_array(details),
+                          pg::text_array(held), pg::text_array(captured)))
+      updated_at[r[0].as<std::string>()] = r[1].as<std::string>();
+
+    std::vector<outbox::message> events;
+    for (const auto& [row, transition] : writes.sagas) {
+      // The order as the events publish it, after this step.
+      auto order = row->order;
+      order.status = to_string(transition.next.status);
+      order.cancel_reason =
+          transition.next.reason ? std::string(to_string(*transition.next.reason)) : "";
+      order.cancel_detail = transition.next.detail;
+      if (auto it = updated_at.find(row->order_id); it != updated_at.end())
+        order.updated_at = it->second;
+      for (const auto& command : transition.commands)
+        if (command.kind == command_kind::publish)
+          events.push_back({topic_name(*command.topic), row->order_id,
+                            event_type_of(*command.topic), row->order_id, order_json(order),
+                            row->trace_id.empty() ? "" : log::make_traceparent(row->trace_id)});
+    }
+    outbox::append_all(tx, events);
+  }
+  if (!writes.stock.empty()) {
+    std::vector<std::string_view> order_ids, kinds;
+    for (const auto& [order_id, change] : writes.stock) {
+      order_ids.push_back(order_id);
+      kinds.push_back(to_string(change));
+    }
+    if (!tx.exec_prepared1("saga_stock", pg::text_array(order_ids), pg::text_array(kinds))[0]
+             .as<bool>())
+      throw stock_ran_out();
   }
   tx.commit();
+  for (const auto& [state, age_seconds] : writes.finals)
+    record_final(state, age_seconds);
 }
 
-void saga_stage_handlers::apply_step(const char* consumer, const std::string& order_id,
-                                     const step_claim& claim, const step_effect& effect,
-                                     std::string& outcome) {
-  auto logger = log::get("saga");
+void saga_stage_handlers::apply_steps(const std::vector<step_job*>& jobs) {
+  metrics::global()
+      .get_histogram("pipeline_batch_size", "Messages of one stage applied in one transaction.",
+                     {{"stage", jobs.front()->consumer}}, {1, 2, 4, 8, 16, 32, 64, 128})
+      .observe(static_cast<double>(jobs.size()));
   pool_.with_connection([&](pqxx::connection& c) {
-    for (bool lock_stock_first : {false, true}) {
-      pqxx::work tx(c);
-      std::optional<event_claim> by_event;
-      if (claim.retry) {
-        // The event id was claimed when the retry was scheduled; the retry's row is the claim.
-        if (tx.exec_prepared("saga_take_retry", claim.retry->id, claim.retry->attempts)
-                .affected_rows() == 0) {
-          outcome = "duplicate";
-          return;
-        }
-      } else {
-        by_event = event_claim{claim.consumer, claim.event_id};
-      }
-      auto [claimed, row] = claim_and_lock_saga(tx, order_id, by_event);
-      if (!row) {
-        logger->warn("{}: no saga for order {}; event dropped", consumer, order_id);
-        tx.commit();
-        return;
-      }
-      if (by_event && !claimed) {
-        outcome = "duplicate";
-        logger->debug("{}: order {}: already handled", consumer, order_id);
-        return;
-      }
-      log::scoped_context logged(row->order_id, row->trace_id);
-      step_context step;
-      step.lock_stock_first = lock_stock_first;
-      try {
-        auto event = effect(tx, *row, step);
-        if (event)
-          step.outcome = transition(tx, consumer, *row, *event, step.stock);
-        commit_with_stock(tx, order_id, step.stock);
-      } catch (const stock_ran_out&) {
-        if (lock_stock_first)
-          throw;  // cannot happen: the rows were locked when the stock was read
-        logger->debug("{}: order {}: stock changed meanwhile; deciding again under lock", consumer,
-                      order_id);
-        continue;
-      }
-      outcome = step.outcome;
-      return;
+    try {
+      apply_steps_once(c, jobs, false);
+    } catch (const stock_ran_out&) {
+      if (jobs.size() > 1)
+        throw;  // the batcher runs each step alone
+      log::get("saga")->debug("{}: order {}: stock changed meanwhile; deciding again under lock",
+                              jobs.front()->consumer, jobs.front()->order_id);
+      // Cannot run out again: the rows are locked when the stock is read.
+      apply_steps_once(c, jobs, true);
     }
   });
+}
+
+void saga_stage_handlers::apply_steps_once(pqxx::connection& c, const std::vector<step_job*>& jobs,
+                                           bool lock_stock_first) {
+  auto logger = log::get("saga");
+  const char* consumer = jobs.front()->consumer;
+  pqxx::work tx(c);
+  std::vector<step_job*> taken;
+  std::vector<lock_request> requests;
+  std::set<std::string_view> orders;
+  for (auto* job : jobs) {
+    if (!orders.insert(job->order_id).second)
+      throw std::logic_error("order " + job->order_id + " twice in one batch");  // run alone
+    if (job->claim.retry) {
+      // The event id was claimed when the retry was scheduled; the retry's row is the claim.
+      if (tx.exec_prepared("saga_take_retry", job->claim.retry->id, job->claim.retry->attempts)
+              .affected_rows() == 0) {
+        job->outcome = "duplicate";
+        continue;
+      }
+      requests.push_back({job->order_id, std::nullopt});
+    } else {
+      requests.push_back({job->order_id, job->claim.event_id});
+    }
+    taken.push_back(job);
+  }
+  auto locked = claim_and_lock_sagas(tx, consumer, requests);
+  std::vector<std::pair<step_job*, const saga_row*>> steps;
+  std::vector<const saga_row*> rows;
+  for (auto* job : taken) {
+    auto it = locked.find(job->order_id);
+    if (it == locked.end() || !it->second.row) {
+      logger->warn("{}: no saga for order {}; event dropped", consumer, job->order_id);
+      job->outcome = "skipped";
+      continue;
+    }
+    if (!job->claim.retry && !it->second.claimed) {
+      logger->debug("{}: order {}: already handled", consumer, job->order_id);
+      job->outcome = "duplicate";
+      continue;
+    }
+    steps.emplace_back(job, &*it->second.row);
+    rows.push_back(&*it->second.row);
+  }
+  batch_reads reads(tx, rows, lock_stock_first);
+  step_writes writes;
+  for (auto [job, row] : steps) {
+    log::scoped_context logged(row->order_id, row->trace_id);
+    step_context step;
+    step.lock_stock_first = lock_stock_first;
+    step.reads = &reads;
+    auto event = (*job->effect)(tx, *row, step);
+    if (event)
+      step.outcome = transition(tx, consumer, *row, *event, writes);
+    for (auto change : step.stock)
+      writes.stock.emplace_back(row->order_id, change);
+    job->outcome = step.outcome;
+  }
+  write_and_commit(tx, writes);
 }
 
 void saga_stage_handlers::give_up(const char* consumer, const kafka::consumed_message& message,
@@ -563,18 +779,20 @@ void saga_stage_handlers::give_up(const char* consumer, const kafka::consumed_me
   auto park_and_compensate = [&](bool compensate) {
     pool_.with_connection([&](pqxx::connection& c) {
       pqxx::work tx(c);
-      std::vector<stock_change> stock;
+      std::optional<saga_row> row;
+      step_writes writes;
       dead_letters_.park(tx, failed);
       if (compensate && order_id) {
         if (retry)
           tx.exec_prepared("saga_take_retry", retry->id, retry->attempts);
-        if (auto row = lock_saga(tx, *order_id)) {
+        row = lock_saga(tx, *order_id);
+        if (row) {
           log::scoped_context logged(row->order_id, row->trace_id);
           transition(tx, consumer, *row,
-                     events::processing_failed{fmt::format("{}: {}", consumer, error)}, stock);
+                     events::processing_failed{fmt::format("{}: {}", consumer, error)}, writes);
         }
       }
-      commit_with_stock(tx, order_id.value_or(""), stock);
+      write_and_commit(tx, writes);
     });
   };
   try {
@@ -705,10 +923,10 @@ int saga_stage_handlers::expire_overdue(int limit) {
         return;
       log::scoped_context logged(row->order_id, row->trace_id);
       auto step = *awaited_step(row->state.status);
-      std::vector<stock_change> stock;
-      if (transition(tx, deadline_consumer, *row, events::deadline_expired{}, stock) != "applied")
+      step_writes writes;
+      if (transition(tx, deadline_consumer, *row, events::deadline_expired{}, writes) != "applied")
         return;
-      commit_with_stock(tx, order_id, stock);
+      write_and_commit(tx, writes);
       ++expired;
       metrics::global()
           .get_counter("saga_deadlines_expired_total",
@@ -729,71 +947,28 @@ std::int64_t saga_stage_handlers::pending_retries() {
   });
 }
 
-void saga_stage_handlers::carry_out(pqxx::work& tx, const saga_row& row,
-                                    const saga_transition& transition,
-                                    std::vector<stock_change>& stock) {
-  const auto& order_id = row.order_id;
-  const auto& trace_id = row.trace_id;
-  const auto& next = transition.next;
-  std::string status(to_string(next.status));
-  std::optional<std::string> reason;
-  if (next.reason)
-    reason = std::string(to_string(*next.reason));
-  // The order as the events publish it, after this step.
-  auto order = row.order;
-  order.status = status;
-  order.cancel_reason = reason.value_or("");
-  order.cancel_detail = next.detail;
-  order.updated_at = tx.exec_prepared1("saga_write", order_id, status, reason, next.detail,
-                                       next.inventory_held, next.payment_captured)[0]
-                         .as<std::string>();
-
-  for (const auto& command : transition.commands) {
-    switch (command.kind) {
-      case command_kind::release_inventory:
-        stock.push_back(stock_change::release);
-        break;
-      case command_kind::commit_inventory:
-        stock.push_back(stock_change::commit);
-        break;
-      case command_kind::refund_payment:
-        tx.exec_prepared("saga_request_refund", order_id);
-        break;
-      case command_kind::publish: {
-        auto topic = *command.topic;
-        const std::string* name = nullptr;
-        switch (topic) {
-          case topic_kind::order_validated:
-            name = &settings_.topics.order_validated;
-            break;
-          case topic_kind::inventory_reserved:
-            name = &settings_.topics.inventory_reserved;
-            break;
-          case topic_kind::payment_processed:
-            name = &settings_.topics.payment_processed;
-            break;
-          case topic_kind::order_confirmed:
-            name = &settings_.topics.order_confirmed;
-            break;
-          case topic_kind::order_failed:
-            name = &settings_.topics.order_failed;
-            break;
-        }
-        outbox::append(tx, {*name, order_id, event_type_of(topic), order_id, order_json(order),
-                            trace_id.empty() ? "" : log::make_traceparent(trace_id)});
-        break;
-      }
-    }
+const std::string& saga_stage_handlers::topic_name(topic_kind topic) const {
+  switch (topic) {
+    case topic_kind::order_validated:
+      return settings_.topics.order_validated;
+    case topic_kind::inventory_reserved:
+      return settings_.topics.inventory_reserved;
+    case topic_kind::payment_processed:
+      return settings_.topics.payment_processed;
+    case topic_kind::order_confirmed:
+      return settings_.topics.order_confirmed;
+    case topic_kind::order_failed:
+      break;
   }
+  return settings_.topics.order_failed;
 }
 
 asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_message& message) {
-  const step_effect effect = [](pqxx::work& tx, const saga_row& row,
-                                step_context&) -> std::optional<saga_event> {
+  const step_effect effect = [](pqxx::work&, const saga_row& row,
+                                step_context& step) -> std::optional<saga_event> {
     if (row.state.status != order_status::placed)
       return events::validation_passed{};  // the saga refuses it, logged
-    auto problem =
-        validation_problem(tx, row.order_id, row.order.customer_id, row.order.total_amount.cents());
+    auto problem = validation_problem(row.order, *step.reads);
     if (problem.empty())
       return events::validation_passed{};
     return events::validation_failed{problem};
@@ -802,25 +977,37 @@ asio::awaitable<void> saga_stage_handlers::validate(const kafka::consumed_messag
 }
 
 asio::awaitable<void> saga_stage_handlers::reserve(const kafka::consumed_message& message) {
-  const step_effect effect = [](pqxx::work& tx, const saga_row& row,
+  const step_effect effect = [](pqxx::work&, const saga_row& row,
                                 step_context& step) -> std::optional<saga_event> {
     if (row.state.status != order_status::validated)
       return events::inventory_reserved{};
-    // All items or none. Usually a plain read sees enough stock and the reservation is
-    // taken at the commit (step_context). Otherwise the product rows are locked (in product
-    // order, so concurrent orders cannot deadlock) and out of stock is decided under the lock.
-    auto stock = tx.exec_prepared(step.lock_stock_first ? "saga_lock_stock" : "saga_read_stock",
-                                  row.order_id);
-    for (const auto& r : stock) {
-      auto available = r[1].as<std::int64_t>();
-      auto wanted = r[2].as<std::int64_t>();
-      if (available >= wanted)
-        continue;
-      if (!step.lock_stock_first)
-        throw stock_ran_out();
-      return events::out_of_stock{fmt::format("product {}: {} wanted, {} available",
-                                              r[0].as<std::string>(), wanted, available)};
+    // All items or none. Usually a plain read shows enough stock and the reservation is
+    // taken at the commit (step_context). Otherwise the products are read again locked (in
+    // product order, so concurrent orders cannot deadlock) and out of stock is decided under
+    // the lock.
+    std::map<std::string, std::int64_t> wanted;
+    for (const auto& item : row.order.items)
+      wanted[item.product_id] += item.quantity;
+    auto& reads = *step.reads;
+    auto shortage = [&]() -> std::optional<std::string> {
+      for (const auto& [product_id, quantity] : wanted) {
+        const auto* product = reads.find_product(product_id);
+        auto available = product ? product->available : 0;
+        if (available < quantity)
+          return fmt::format("product {}: {} wanted, {} available", product_id, quantity,
+                             available);
+      }
+      return std::nullopt;
+    };
+    auto missing = shortage();
+    if (missing && !reads.products_locked()) {
+      reads.lock_products();
+      missing = shortage();
     }
+    if (missing)
+      return events::out_of_stock{*missing};
+    for (const auto& [product_id, quantity] : wanted)
+      reads.take(product_id, quantity);
     step.stock.push_back(stock_change::reserve);
     return events::inventory_reserved{};
   };

@@ -8,6 +8,12 @@
 // as processed (a redelivered event changes nothing), locks the saga row, asks the state
 // machine, carries out its commands and writes the next events to the outbox.
 //
+// Steps are group-committed: the messages of a stage that arrive while one of its
+// transactions runs are applied together in the next, with one statement per kind of work
+// for all of them (claim, lock and read; write; outbox; stock), so a busy stage makes fewer
+// round trips per message. A batch that fails runs again one message at a time, so a
+// message that cannot be applied fails alone and is handled as below.
+//
 // Failures:
 // - PostgreSQL unavailable: the step waits and runs again, however long it takes; its offset
 //   is not committed meanwhile, so a restart runs it again too.
@@ -28,8 +34,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,6 +48,7 @@
 #include "payments/app/ports.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/pg/connection_pool.hpp"
+#include "platform/runtime/batcher.hpp"
 
 namespace op::orders {
 
@@ -66,6 +76,10 @@ struct saga_settings {
   // we never got may still be captured meanwhile.
   std::chrono::milliseconds late_charge_wait{5000};
   int late_charge_checks = 4;
+  // Group commit: at most this many messages per transaction, and this many transactions of
+  // one stage at a time.
+  std::size_t batch_size = 64;
+  std::size_t parallel_batches = 2;
 };
 
 // A step due to run again, as the retry scheduler claimed it from stage_retries.
@@ -110,6 +124,7 @@ class saga_stage_handlers {
   void abandon_waiting_steps() { abandoning_ = true; }
 
   struct saga_row;
+  class batch_reads;
 
   // A change to the stock of every product of an order.
   enum class stock_change { reserve, release, commit };
@@ -125,6 +140,8 @@ class saga_stage_handlers {
     // decides under the lock.
     bool lock_stock_first = false;
     std::vector<stock_change> stock;
+    // Reads shared by every step of the batch, one statement each for all of them.
+    batch_reads* reads = nullptr;
   };
 
   // Decides the step's outcome inside the transaction; nullopt: nothing to do. May set the
@@ -140,6 +157,17 @@ class saga_stage_handlers {
   };
 
  private:
+  // One message's step, waiting for or running in a batch of its stage.
+  struct step_job {
+    const char* consumer;
+    std::string order_id;
+    step_claim claim;
+    const step_effect* effect;
+    std::string outcome = "skipped";
+  };
+  // What a batch's transaction writes once every step has decided.
+  struct step_writes;
+
   struct envelope_fields {
     std::string event_id;
     std::string order_id;
@@ -149,13 +177,18 @@ class saga_stage_handlers {
   asio::awaitable<void> run_step(const char* consumer, const kafka::consumed_message& message,
                                  const step_effect& effect, const stage_retry* retry);
   asio::awaitable<void> pay_step(const kafka::consumed_message& message, const stage_retry* retry);
-  // Runs `work` on the blocking pool until it succeeds, waiting out PostgreSQL being
-  // unavailable; rethrows any other error. False when abandoned at shutdown.
+  // Runs `attempt` until it succeeds, waiting out PostgreSQL being unavailable; rethrows any
+  // other error. False when abandoned at shutdown.
+  asio::awaitable<bool> while_unavailable(const char* consumer, const std::string& subject,
+                                          std::function<asio::awaitable<void>()>& attempt);
+  // The same for blocking work, run on the blocking pool.
   asio::awaitable<bool> while_unavailable(const char* consumer, const std::string& subject,
                                           std::function<void()>& work);
-  // `outcome` is set to applied, duplicate, rejected, ... for the metrics.
-  void apply_step(const char* consumer, const std::string& order_id, const step_claim& claim,
-                  const step_effect& effect, std::string& outcome);
+  runtime::batcher<step_job>& batcher_for(const char* consumer);
+  // Applies the steps of one batch in one transaction and sets each job's outcome.
+  void apply_steps(const std::vector<step_job*>& jobs);
+  void apply_steps_once(pqxx::connection& c, const std::vector<step_job*>& jobs,
+                        bool lock_stock_first);
   // Dead-letters the message and compensates its saga (FAILED), in one transaction.
   void give_up(const char* consumer, const kafka::consumed_message& message,
                const std::optional<std::string>& order_id, const std::string& error_class,
@@ -165,25 +198,24 @@ class saga_stage_handlers {
                       int attempts, const std::string& error_class, const std::string& error,
                       std::chrono::milliseconds delay);
   std::optional<saga_row> lock_saga(pqxx::work& tx, const std::string& order_id);
-  struct event_claim {
-    std::string consumer;
-    std::string event_id;
+  struct lock_request {
+    std::string_view order_id;
+    std::optional<std::string_view> event_id;  // claimed for `consumer` when set
   };
   struct locked_saga;
-  // Claims the event, when given, and locks and reads the saga with its order, in one
-  // statement.
-  locked_saga claim_and_lock_saga(pqxx::work& tx, const std::string& order_id,
-                                  const std::optional<event_claim>& claim);
-  // Applies `event` to the locked saga and carries out the commands, but for the stock
-  // changes, which it adds to `stock`; returns the outcome.
+  // Claims the events given for `consumer` (may be null) and locks and reads the sagas with
+  // their orders, in order id order, all in one statement. Keyed by order id.
+  std::map<std::string, locked_saga> claim_and_lock_sagas(
+      pqxx::work& tx, const char* consumer, const std::vector<lock_request>& requests);
+  // Applies `event` to the locked saga; what it changes is added to `writes`, but for a
+  // refund request, written at once. Returns the outcome.
   std::string transition(pqxx::work& tx, const char* consumer, const saga_row& row,
-                         const saga_event& event, std::vector<stock_change>& stock);
-  void carry_out(pqxx::work& tx, const saga_row& row, const saga_transition& transition,
-                 std::vector<stock_change>& stock);
-  // Applies the stock changes and commits. Throws stock_ran_out when a reservation found
-  // less stock than the read before it.
-  static void commit_with_stock(pqxx::work& tx, const std::string& order_id,
-                                const std::vector<stock_change>& stock);
+                         const saga_event& event, step_writes& writes);
+  // Writes the sagas, their events and the stock changes, and commits. Throws stock_ran_out
+  // when a reservation found less stock than the read before it. `writes` refers to rows
+  // that must still be alive.
+  void write_and_commit(pqxx::work& tx, step_writes& writes);
+  const std::string& topic_name(topic_kind topic) const;
   double unit_random();
 
   pg::connection_pool& pool_;
@@ -191,6 +223,7 @@ class saga_stage_handlers {
   payments::payment_gateway& gateway_;
   const dead_letter_queue& dead_letters_;
   const saga_settings settings_;
+  std::map<std::string, std::unique_ptr<runtime::batcher<step_job>>, std::less<>> batchers_;
   std::atomic<bool> abandoning_{false};
   std::atomic<bool> refunds_stopping_{false};
   std::thread refunds_;

@@ -1,6 +1,7 @@
 #include "platform/outbox/outbox.hpp"
 
 #include "platform/json/json_escape.hpp"
+#include "platform/pg/array.hpp"
 #include "platform/pg/hex.hpp"
 
 namespace op::outbox {
@@ -10,6 +11,15 @@ void prepare_statements(pqxx::connection& connection) {
                      "INSERT INTO outbox (event_id, topic, message_key, event_type, correlation_id,"
                      " payload, traceparent, headers, raw_payload) VALUES (gen_random_uuid(), $1,"
                      " $2, $3, $4, $5, NULLIF($6, ''), $7::jsonb, decode($8, 'hex'))");
+  // Many in one statement, in the given order (the relay publishes by id).
+  connection.prepare(
+      "outbox_append_all",
+      "INSERT INTO outbox (event_id, topic, message_key, event_type, correlation_id, payload,"
+      " traceparent, headers, raw_payload) SELECT gen_random_uuid(), topic, message_key,"
+      " event_type, correlation_id, payload, NULLIF(traceparent, ''), headers::jsonb,"
+      " decode(raw_payload, 'hex') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+      " $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY AS m(topic, message_key,"
+      " event_type, correlation_id, payload, traceparent, headers, raw_payload, n) ORDER BY n");
 }
 
 std::string headers_json(const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -31,6 +41,42 @@ void append(pqxx::work& tx, const message& m) {
     raw = pg::to_hex(*m.raw_value);
   tx.exec_prepared("outbox_append", m.topic, m.key, m.event_type, m.correlation_id, m.payload,
                    m.traceparent, headers, raw);
+}
+
+void append_all(pqxx::work& tx, const std::vector<message>& messages) {
+  if (messages.empty())
+    return;
+  if (messages.size() == 1)
+    return append(tx, messages.front());
+  std::vector<std::string_view> topics, keys, types, correlations, payloads, traceparents;
+  std::vector<std::string> headers, raws;  // owned: built here
+  std::vector<std::optional<std::string_view>> header_refs, raw_refs;
+  headers.reserve(messages.size());
+  raws.reserve(messages.size());
+  for (const auto& m : messages) {
+    topics.push_back(m.topic);
+    keys.push_back(m.key);
+    types.push_back(m.event_type);
+    correlations.push_back(m.correlation_id);
+    payloads.push_back(m.payload);
+    traceparents.push_back(m.traceparent);
+    if (m.headers.empty()) {
+      header_refs.emplace_back();
+    } else {
+      headers.push_back(headers_json(m.headers));
+      header_refs.emplace_back(headers.back());
+    }
+    if (m.raw_value) {
+      raws.push_back(pg::to_hex(*m.raw_value));
+      raw_refs.emplace_back(raws.back());
+    } else {
+      raw_refs.emplace_back();
+    }
+  }
+  tx.exec_prepared("outbox_append_all", pg::text_array(topics), pg::text_array(keys),
+                   pg::text_array(types), pg::text_array(correlations), pg::text_array(payloads),
+                   pg::text_array(traceparents), pg::nullable_text_array(header_refs),
+                   pg::nullable_text_array(raw_refs));
 }
 
 }  // namespace op::outbox

@@ -34,5 +34,7 @@ void prepare_statements(pqxx::connection& connection);
 
 // Adds the message to the outbox within `tx`; the relay finds it once `tx` commits.
 void append(pqxx::work& tx, const message& m);
+// Adds all of them, in this order, in one statement.
+void append_all(pqxx::work& tx, const std::vector<message>& messages);
 
 }  // namespace op::outbox
