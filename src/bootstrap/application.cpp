@@ -87,7 +87,7 @@ struct application::parts {
         gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
         breaking_gateway(gateway, breaker_settings(c.payment.circuit_breaker)),
         dead_letters(c.kafka.dlq_orders.name),
-        stages(pool, blocking, breaking_gateway, dead_letters, saga_settings_of(c)),
+        stages(pool, stage_database, breaking_gateway, dead_letters, saga_settings_of(c)),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
         monitor(c.runtime.health_interval),
@@ -122,6 +122,10 @@ struct application::parts {
   payments::circuit_breaking_gateway breaking_gateway;
   // The partitions' strands of every stage, and the retries, share these threads.
   asio::thread_pool stage_workers{2};
+  // The stages' blocking database work, apart from the HTTP handlers', so that a burst of
+  // requests cannot hold back the orders already accepted: a batch per stage at a time
+  // (orders::saga_settings), plus room for payment checks and dead-lettering.
+  asio::thread_pool stage_database{12};
   orders::dead_letter_queue dead_letters;
   orders::saga_stage_handlers stages;
   orders::saga_jobs jobs;
@@ -305,6 +309,7 @@ int application::run() {
   for (auto& t : io_threads)
     t.join();
   p.stage_workers.join();
+  p.stage_database.join();
   p.blocking.join();
   if (!p.producer.flush(std::chrono::seconds(5)))
     logger->warn("some Kafka messages were not flushed");

@@ -59,6 +59,11 @@ test::http_reply post_order(unsigned short port, const std::string& body,
   return test::http_call(port, "POST", "/api/orders", body, headers);
 }
 
+// 12345 -> "123.45"
+std::string money_text(long cents) {
+  return fmt::format("{}.{:02}", cents / 100, cents % 100);
+}
+
 }  // namespace
 
 TEST_CASE("the seed's curl example is answered as the seed documents", "[orders]") {
@@ -234,6 +239,52 @@ TEST_CASE("an Idempotency-Key replays the first answer and never creates a secon
   auto list = test::http_get(s.port(), "/api/orders?customerId=" + customer + "&limit=200");
   REQUIRE(list.status == 200);
   CHECK(test::json_field(list.body, "count") == "2");
+}
+
+TEST_CASE("orders placed at once are each stored once, with their own items and total",
+          "[orders][idempotency]") {
+  running_server s;
+  auto customer = test::unique_name("cust-burst");
+  test::put_customer(s.port(), customer, "burst@example.com");
+  // 30 orders of different quantities sent together (so they share transactions), the first
+  // 10 of them twice with the same key.
+  const int orders = 30, sent_twice = 10;
+  auto quantity_of = [](int i) { return i % 5 + 1; };
+  auto body_of = [&](int i) {
+    auto q = quantity_of(i);
+    return order_for(customer, "prod-456", q, "199.99", money_text(19999 * q));
+  };
+  auto key_prefix = test::unique_name("burst");
+  std::vector<std::string> answers(orders + sent_twice);
+  std::vector<std::thread> threads;
+  for (int n = 0; n < orders + sent_twice; ++n)
+    threads.emplace_back([&, n] {
+      int i = n % orders;
+      auto r = post_order(s.port(), body_of(i), key_prefix + "-" + std::to_string(i));
+      answers[static_cast<std::size_t>(n)] = r.status == 200 ? test::json_field(r.body, "orderId")
+                                                             : "status " + std::to_string(r.status);
+    });
+  for (auto& t : threads)
+    t.join();
+
+  std::set<std::string> distinct(answers.begin(), answers.end());
+  CHECK(distinct.size() == static_cast<std::size_t>(orders));
+  for (int i = 0; i < sent_twice; ++i)
+    CHECK(answers[static_cast<std::size_t>(orders + i)] == answers[static_cast<std::size_t>(i)]);
+  for (int i = 0; i < orders; ++i) {
+    const auto& id = answers[static_cast<std::size_t>(i)];
+    REQUIRE(id.rfind("ORD-", 0) == 0);
+    auto got = test::http_get(s.port(), "/api/orders/" + id);
+    REQUIRE(got.status == 200);
+    rapidjson::Document doc;
+    doc.Parse(got.body.c_str());
+    REQUIRE(doc["items"].Size() == 1);
+    CHECK(doc["items"][0]["quantity"].GetInt() == quantity_of(i));
+    CHECK(test::json_field(got.body, "totalAmount") == money_text(19999 * quantity_of(i)));
+  }
+  auto list = test::http_get(s.port(), "/api/orders?customerId=" + customer + "&limit=200");
+  REQUIRE(list.status == 200);
+  CHECK(test::json_field(list.body, "count") == std::to_string(orders));
 }
 
 TEST_CASE("orders list newest first, filtered and bounded", "[orders]") {

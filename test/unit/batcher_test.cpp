@@ -9,6 +9,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -156,4 +157,49 @@ TEST_CASE("a failing batch runs again one job at a time; only the bad job fails"
   for (std::size_t i = 2; i < 7; ++i)
     CHECK(recorder.batch_sizes[i] == 1);
   pool.join();
+}
+
+TEST_CASE("blocking callers: one of them runs the batch of everyone waiting behind it",
+          "[batcher]") {
+  recording_runner recorder;
+  op::runtime::blocking_batcher<job> batcher(
+      [&](const std::vector<job*>& jobs) {
+        recorder.enter(jobs.size());
+        for (auto* j : jobs) {
+          if (j->value == 5)
+            throw std::runtime_error("job 5 is bad");
+          j->result = -j->value;
+        }
+      },
+      3, 1);
+  auto jobs = numbered_jobs(7);
+  auto call = [&](job& j) {
+    try {
+      batcher.run(j);
+    } catch (const std::exception& e) {
+      j.error = e.what();
+    }
+  };
+  std::vector<std::thread> callers;
+  callers.emplace_back(call, std::ref(jobs[0]));
+  while (!recorder.first_batch.has_entered())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (std::size_t i = 1; i < jobs.size(); ++i)
+    callers.emplace_back(call, std::ref(jobs[i]));
+  while (batcher.queued() < jobs.size() - 1)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  recorder.first_batch.release();
+  for (auto& t : callers)
+    t.join();
+
+  for (const auto& j : jobs) {
+    if (j.value == 5) {
+      CHECK(j.error == "job 5 is bad");
+    } else {
+      CHECK(j.error.empty());
+      CHECK(j.result == -j.value);
+    }
+  }
+  // [0], then [1,2,3], then [4,5,6] which fails and runs again as [4], [5], [6].
+  CHECK(recorder.batch_sizes == std::vector<std::size_t>{1, 3, 3, 1, 1, 1});
 }

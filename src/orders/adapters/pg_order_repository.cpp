@@ -67,7 +67,11 @@ void attach_items(pqxx::work& tx, std::vector<order_view>& orders) {
 }  // namespace
 
 pg_order_repository::pg_order_repository(pg::connection_pool& pool, std::string order_placed_topic)
-    : pool_(pool), order_placed_topic_(std::move(order_placed_topic)) {}
+    : pool_(pool),
+      order_placed_topic_(std::move(order_placed_topic)),
+      // Up to 4 placement transactions at once leaves the pool's other connections to the
+      // stages and the reads.
+      placements_([this](const std::vector<placement_job*>& jobs) { place_all(jobs); }, 64, 4) {}
 
 void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("idempotency_claim",
@@ -90,6 +94,28 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " history AS (INSERT INTO order_events (order_id, seq, status)"
             " VALUES ($1, 1, 'PLACED'))"
             " INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
+  // Many orders, as order_insert does for one: the orders' columns as parallel arrays, their
+  // items flattened into parallel arrays naming their order and line.
+  c.prepare("order_insert_all",
+            "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
+            " shipping_address, payment_method, total_cents, status, trace_id)"
+            " SELECT order_id, customer_id, NULLIF(email, ''), NULLIF(address, ''), method,"
+            " total_cents, 'PLACED', NULLIF(trace_id, '') FROM unnest($1::text[], $2::text[],"
+            " $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])"
+            " AS o (order_id, customer_id, email, address, method, total_cents, trace_id)),"
+            " items AS (INSERT INTO order_items (order_id, line_no, product_id, product_name,"
+            " quantity, price_cents) SELECT order_id, line_no, product_id,"
+            " NULLIF(product_name, ''), quantity, price_cents FROM unnest($8::text[], $9::int[],"
+            " $10::text[], $11::text[], $12::int[], $13::bigint[]) AS i (order_id, line_no,"
+            " product_id, product_name, quantity, price_cents)),"
+            " history AS (INSERT INTO order_events (order_id, seq, status)"
+            " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id))"
+            " INSERT INTO sagas (order_id, state) SELECT order_id, 'PLACED'"
+            " FROM unnest($1::text[]) AS s (order_id)");
+  c.prepare("idempotency_claim_all",
+            "INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, response_body)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " ON CONFLICT (idempotency_key) DO NOTHING");
   // An order and its items in one round trip: one row per item, the order's columns repeated.
   c.prepare("order_with_items",
             "SELECT " + order_select_list +
@@ -120,40 +146,111 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
 
 placement_result pg_order_repository::place(const new_order& order,
                                             const std::optional<idempotency>& key) {
-  return pool_.with_connection([&](pqxx::connection& c) -> placement_result {
+  placement_job job{&order, &key, {}};
+  placements_.run(job);
+  return std::move(job.result);
+}
+
+namespace {
+outbox::message placed_event(const std::string& topic, const new_order& order) {
+  return {topic,
+          order.order_id,
+          "OrderPlaced",
+          order.order_id,
+          order.placed_event_payload,
+          order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id)};
+}
+}  // namespace
+
+void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
+  pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    if (key) {
-      // A concurrent request with the same key waits here on the row lock until the first
-      // commits, then finds its row: it can never create a second order.
-      auto claimed = tx.exec_prepared("idempotency_claim", key->key, key->request_hash,
-                                      order.order_id, order.response_body);
-      if (claimed.affected_rows() == 0) {
-        auto row = tx.exec_prepared1("idempotency_find", key->key);
-        if (row[0].as<std::string>() != key->request_hash)
-          return {placement_result::kind::key_reused_with_other_body, row[1].as<std::string>(), {}};
-        return {placement_result::kind::replayed, row[1].as<std::string>(),
-                row[2].as<std::string>()};
+    if (jobs.size() == 1) {
+      jobs.front()->result = place_one(tx, *jobs.front()->order, *jobs.front()->key);
+      return;
+    }
+    std::vector<std::string_view> keys, hashes, keyed_orders, responses;
+    std::vector<std::string_view> order_ids, customers, emails, addresses, methods, trace_ids;
+    std::vector<std::int64_t> totals;
+    std::vector<std::string_view> item_orders, products, names;
+    std::vector<std::int64_t> lines, quantities, prices;
+    std::vector<outbox::message> events;
+    for (const auto* job : jobs) {
+      const auto& order = *job->order;
+      const auto& d = order.draft;
+      if (const auto& key = *job->key) {
+        keys.push_back(key->key);
+        hashes.push_back(key->request_hash);
+        keyed_orders.push_back(order.order_id);
+        responses.push_back(order.response_body);
       }
+      order_ids.push_back(order.order_id);
+      customers.push_back(d.customer_id);
+      emails.push_back(d.customer_email);
+      addresses.push_back(d.shipping_address);
+      methods.push_back(d.payment_method);
+      totals.push_back(d.total_amount.cents());
+      trace_ids.push_back(order.trace_id);
+      for (std::size_t line = 0; line < d.items.size(); ++line) {
+        const auto& item = d.items[line];
+        item_orders.push_back(order.order_id);
+        lines.push_back(static_cast<std::int64_t>(line + 1));
+        products.push_back(item.product_id);
+        names.push_back(item.product_name);
+        quantities.push_back(item.quantity);
+        prices.push_back(item.price.cents());
+      }
+      events.push_back(placed_event(order_placed_topic_, order));
     }
-    const auto& d = order.draft;
-    std::vector<std::string_view> products, names;
-    std::vector<std::int64_t> quantities, prices;
-    for (const auto& item : d.items) {
-      products.push_back(item.product_id);
-      names.push_back(item.product_name);
-      quantities.push_back(item.quantity);
-      prices.push_back(item.price.cents());
-    }
-    tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
-                     d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id,
+    if (!keys.empty() &&
+        tx.exec_prepared("idempotency_claim_all", pg::text_array(keys), pg::text_array(hashes),
+                         pg::text_array(keyed_orders), pg::text_array(responses))
+                .affected_rows() != keys.size())
+      throw std::runtime_error("an Idempotency-Key of the batch is taken");  // each alone
+    tx.exec_prepared("order_insert_all", pg::text_array(order_ids), pg::text_array(customers),
+                     pg::text_array(emails), pg::text_array(addresses), pg::text_array(methods),
+                     pg::integer_array(totals), pg::text_array(trace_ids),
+                     pg::text_array(item_orders), pg::integer_array(lines),
                      pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
                      pg::integer_array(prices));
-    outbox::append(tx, {order_placed_topic_, order.order_id, "OrderPlaced", order.order_id,
-                        order.placed_event_payload,
-                        order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id)});
+    outbox::append_all(tx, events);
     tx.commit();
-    return {placement_result::kind::created, order.order_id, order.response_body};
+    for (auto* job : jobs)
+      job->result = {placement_result::kind::created, job->order->order_id,
+                     job->order->response_body};
   });
+}
+
+placement_result pg_order_repository::place_one(pqxx::work& tx, const new_order& order,
+                                                const std::optional<idempotency>& key) {
+  if (key) {
+    // A concurrent request with the same key waits here on the row lock until the first
+    // commits, then finds its row: it can never create a second order.
+    auto claimed = tx.exec_prepared("idempotency_claim", key->key, key->request_hash,
+                                    order.order_id, order.response_body);
+    if (claimed.affected_rows() == 0) {
+      auto row = tx.exec_prepared1("idempotency_find", key->key);
+      if (row[0].as<std::string>() != key->request_hash)
+        return {placement_result::kind::key_reused_with_other_body, row[1].as<std::string>(), {}};
+      return {placement_result::kind::replayed, row[1].as<std::string>(), row[2].as<std::string>()};
+    }
+  }
+  const auto& d = order.draft;
+  std::vector<std::string_view> products, names;
+  std::vector<std::int64_t> quantities, prices;
+  for (const auto& item : d.items) {
+    products.push_back(item.product_id);
+    names.push_back(item.product_name);
+    quantities.push_back(item.quantity);
+    prices.push_back(item.price.cents());
+  }
+  tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
+                   d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id,
+                   pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
+                   pg::integer_array(prices));
+  outbox::append(tx, placed_event(order_placed_topic_, order));
+  tx.commit();
+  return {placement_result::kind::created, order.order_id, order.response_body};
 }
 
 std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id) {

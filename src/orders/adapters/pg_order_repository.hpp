@@ -1,9 +1,13 @@
 #pragma once
 // PostgreSQL implementation of the orders ports. Thread-safe: every call borrows its own
 // connection from the pool. Calls block; run them off the I/O threads.
+//
+// Placements are group-committed: orders placed while another placement's transaction runs
+// are stored together in the next one, with one statement for all their rows.
 
 #include "orders/app/ports.hpp"
 #include "platform/pg/connection_pool.hpp"
+#include "platform/runtime/batcher.hpp"
 
 namespace op::orders {
 
@@ -21,8 +25,20 @@ class pg_order_repository final : public order_repository {
   std::vector<status_count> count_by_status() override;
 
  private:
+  struct placement_job {
+    const new_order* order;
+    const std::optional<idempotency>* key;
+    placement_result result;
+  };
+  // One transaction for all of them; a batch with a key already used fails (and the
+  // batcher places each alone, which answers the replay).
+  void place_all(const std::vector<placement_job*>& jobs);
+  placement_result place_one(pqxx::work& tx, const new_order& order,
+                             const std::optional<idempotency>& key);
+
   pg::connection_pool& pool_;
   const std::string order_placed_topic_;
+  runtime::blocking_batcher<placement_job> placements_;
 };
 
 // The order with its items as seen inside `tx`; uses the statements prepare_statements made.

@@ -1,5 +1,5 @@
 #pragma once
-// Group commit for blocking work. Coroutines hand in jobs; a worker on the blocking pool takes
+// Group commit for blocking work. Callers hand in jobs; whoever runs the next batch takes
 // every job waiting (up to max_batch) and runs them together, e.g. in one database
 // transaction. A lone job runs at once, alone; under load, the jobs that arrive while a batch
 // runs form the next one, so the cost per job falls as the load rises.
@@ -7,7 +7,12 @@
 // When a batch of several jobs fails, each of its jobs runs again alone, so a job that cannot
 // succeed fails by itself and its caller gets its exception. The runner must therefore leave
 // nothing behind when it throws (roll back).
+//
+// batcher: coroutines await their job; batches run on a thread pool.
+// blocking_batcher: threads that may block (a blocking pool's) wait for their job; one of
+// them runs the batch.
 
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -20,6 +25,31 @@
 #include "platform/runtime/asio.hpp"
 
 namespace op::runtime {
+
+namespace detail {
+// Runs `jobs` together; if that throws, each alone. `failures[i]` gets what job i's own run
+// threw.
+template <class Job, class Runner>
+void run_batch_or_each(const Runner& run, const std::vector<Job*>& jobs,
+                       const std::vector<std::exception_ptr*>& failures) {
+  try {
+    run(jobs);
+    return;
+  } catch (...) {
+    if (jobs.size() == 1) {
+      *failures.front() = std::current_exception();
+      return;
+    }
+  }
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    try {
+      run(std::vector<Job*>{jobs[i]});
+    } catch (...) {
+      *failures[i] = std::current_exception();
+    }
+  }
+}
+}  // namespace detail
 
 template <class Job>
 class batcher {
@@ -95,25 +125,12 @@ class batcher {
 
   void run_batch(const std::vector<waiting>& batch) {
     std::vector<Job*> jobs;
-    jobs.reserve(batch.size());
-    for (const auto& w : batch)
-      jobs.push_back(w.job);
-    try {
-      run_(jobs);
-      return;
-    } catch (...) {
-      if (batch.size() == 1) {
-        *batch.front().failure = std::current_exception();
-        return;
-      }
-    }
+    std::vector<std::exception_ptr*> failures;
     for (const auto& w : batch) {
-      try {
-        run_({w.job});
-      } catch (...) {
-        *w.failure = std::current_exception();
-      }
+      jobs.push_back(w.job);
+      failures.push_back(w.failure);
     }
+    detail::run_batch_or_each(run_, jobs, failures);
   }
 
   asio::thread_pool& pool_;
@@ -123,6 +140,77 @@ class batcher {
   std::mutex mutex_;
   std::deque<waiting> queue_;
   std::size_t workers_ = 0;
+};
+
+template <class Job>
+class blocking_batcher {
+ public:
+  using runner = std::function<void(const std::vector<Job*>& jobs)>;
+
+  blocking_batcher(runner run, std::size_t max_batch, std::size_t max_parallel)
+      : run_(std::move(run)),
+        max_batch_(max_batch < 1 ? 1 : max_batch),
+        max_parallel_(max_parallel < 1 ? 1 : max_parallel) {}
+  blocking_batcher(const blocking_batcher&) = delete;
+  blocking_batcher& operator=(const blocking_batcher&) = delete;
+
+  // Jobs handed in and not yet taken into a batch.
+  std::size_t queued() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+  }
+
+  // Returns once `job` ran, in a batch this thread or another one ran; rethrows what the
+  // job's own run threw.
+  void run(Job& job) {
+    waiting mine{&job, false, nullptr};
+    std::unique_lock lock(mutex_);
+    queue_.push_back(&mine);
+    while (!mine.done) {
+      // An empty queue: its job is in a batch another thread runs.
+      if (running_ >= max_parallel_ || queue_.empty()) {
+        changed_.wait(lock);
+        continue;
+      }
+      // This thread runs the next batch: the oldest jobs waiting, maybe not its own yet.
+      ++running_;
+      std::vector<waiting*> batch;
+      while (!queue_.empty() && batch.size() < max_batch_) {
+        batch.push_back(queue_.front());
+        queue_.pop_front();
+      }
+      lock.unlock();
+      std::vector<Job*> jobs;
+      std::vector<std::exception_ptr*> failures;
+      for (auto* w : batch) {
+        jobs.push_back(w->job);
+        failures.push_back(&w->failure);
+      }
+      detail::run_batch_or_each(run_, jobs, failures);
+      lock.lock();
+      for (auto* w : batch)
+        w->done = true;
+      --running_;
+      changed_.notify_all();
+    }
+    if (mine.failure)
+      std::rethrow_exception(mine.failure);
+  }
+
+ private:
+  struct waiting {
+    Job* job;
+    bool done = false;
+    std::exception_ptr failure;
+  };
+
+  const runner run_;
+  const std::size_t max_batch_;
+  const std::size_t max_parallel_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<waiting*> queue_;
+  std::size_t running_ = 0;
 };
 
 }  // namespace op::runtime
