@@ -25,8 +25,10 @@ class pqxx_session {
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
                        " 0)::float8 FROM outbox WHERE sent_at IS NULL");
-    connection.prepare("outbox_mark_sent",
-                       "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])");
+    // A published row is deleted rather than marked: no new row version, no index entries,
+    // and the table stays as small as the backlog. The events live on in Kafka and each
+    // order's history in order_events.
+    connection.prepare("outbox_mark_sent", "DELETE FROM outbox WHERE id = ANY($1::bigint[])");
   }
   pqxx::connection connection;
 };
@@ -152,7 +154,7 @@ int outbox_relay::relay_batch(pqxx_session& session) {
     tx.exec_prepared("outbox_mark_sent", ids);
   tx.commit();
   static auto& published = metrics::global().get_counter(
-      "outbox_events_published_total", "Outbox events acknowledged by Kafka and marked sent.");
+      "outbox_events_published_total", "Outbox events acknowledged by Kafka and removed.");
   published.inc(sent);
   if (static_cast<std::size_t>(sent) < rows.size())
     throw std::runtime_error(std::to_string(rows.size() - static_cast<std::size_t>(sent)) +

@@ -1,11 +1,11 @@
 #pragma once
-// Publishes outbox rows to Kafka and marks them sent. Runs on its own thread with its own
+// Publishes outbox rows to Kafka and deletes them. Runs on its own thread with its own
 // PostgreSQL connection, polling the partial index of unsent rows every few milliseconds
 // while idle. (Not LISTEN/NOTIFY: PostgreSQL serializes the commits of notifying
 // transactions on one lock, which capped the whole pipeline's throughput.)
 // Rows are claimed with FOR UPDATE SKIP LOCKED, so several replicas share the work; a row is
-// marked sent only after Kafka acknowledged it, so nothing is lost while the broker is down.
-// A crash between acknowledgement and marking republishes the row with the same event id.
+// deleted only after Kafka acknowledged it, so nothing is lost while the broker is down.
+// A crash between acknowledgement and deletion republishes the row with the same event id.
 
 #include <atomic>
 #include <chrono>
