@@ -2,6 +2,7 @@
 
 #include <rapidjson/document.h>
 
+#include <algorithm>
 #include <pqxx/pqxx>
 
 #include "platform/json/json_escape.hpp"
@@ -16,19 +17,23 @@ namespace op::outbox {
 class pqxx_session {
  public:
   explicit pqxx_session(const std::string& conninfo) : connection(conninfo) {
-    connection.prepare("outbox_claim",
-                       "SELECT id, event_id::text, topic, message_key, event_type, correlation_id,"
-                       " payload, to_char(created_at AT TIME ZONE 'UTC',"
-                       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), traceparent, headers::text,"
-                       " encode(raw_payload, 'hex') FROM outbox WHERE sent_at IS NULL"
-                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED");
+    // A relay commit lost in a database crash only publishes its events again, with the same
+    // event ids: it need not wait for the WAL flush.
+    pqxx::nontransaction(connection).exec("SET synchronous_commit = off");
+    // Takes the oldest unsent rows, skipping those another replica holds, by deleting them:
+    // one change per row. They come back if the transaction does not commit, i.e. unless
+    // Kafka acknowledged every one of them.
+    connection.prepare("outbox_take",
+                       "WITH taken AS (DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
+                       " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                       " RETURNING id, event_id::text, topic, message_key, event_type,"
+                       " correlation_id, payload, to_char(created_at AT TIME ZONE 'UTC',"
+                       " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS occurred_at, traceparent,"
+                       " headers::text, encode(raw_payload, 'hex') AS raw_hex)"
+                       " SELECT * FROM taken ORDER BY id");
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
                        " 0)::float8 FROM outbox WHERE sent_at IS NULL");
-    // A published row is deleted rather than marked: no new row version, no index entries,
-    // and the table stays as small as the backlog. The events live on in Kafka and each
-    // order's history in order_events.
-    connection.prepare("outbox_mark_sent", "DELETE FROM outbox WHERE id = ANY($1::bigint[])");
   }
   pqxx::connection connection;
 };
@@ -116,7 +121,7 @@ void outbox_relay::measure_backlog(pqxx_session& session) {
 
 int outbox_relay::relay_batch(pqxx_session& session) {
   pqxx::work tx(session.connection);
-  auto rows = tx.exec_prepared("outbox_claim", settings_.batch_size);
+  auto rows = tx.exec_prepared("outbox_take", settings_.batch_size);
   if (rows.empty())
     return 0;
   std::vector<kafka::outgoing_message> messages;
@@ -140,25 +145,15 @@ int outbox_relay::relay_batch(pqxx_session& session) {
       append_json_headers(r[9].c_str(), headers);
   }
   auto delivered = producer_.send_batch(messages);
-  std::string ids = "{";
-  int sent = 0;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (!delivered[i])
-      continue;
-    if (sent++)
-      ids += ',';
-    ids += rows[i][0].c_str();
-  }
-  ids += '}';
-  if (sent)
-    tx.exec_prepared("outbox_mark_sent", ids);
+  auto missing = static_cast<std::size_t>(std::count(delivered.begin(), delivered.end(), false));
+  if (missing > 0)
+    // Rolled back: every row of the batch is published again, the acknowledged ones as
+    // duplicates with the same event id, which consumers drop.
+    throw std::runtime_error(std::to_string(missing) + " outbox events not acknowledged by Kafka");
   tx.commit();
   static auto& published = metrics::global().get_counter(
       "outbox_events_published_total", "Outbox events acknowledged by Kafka and removed.");
-  published.inc(sent);
-  if (static_cast<std::size_t>(sent) < rows.size())
-    throw std::runtime_error(std::to_string(rows.size() - static_cast<std::size_t>(sent)) +
-                             " outbox events not acknowledged by Kafka");
+  published.inc(static_cast<double>(rows.size()));
   return static_cast<int>(rows.size());
 }
 

@@ -3,9 +3,10 @@
 // PostgreSQL connection, polling the partial index of unsent rows every few milliseconds
 // while idle. (Not LISTEN/NOTIFY: PostgreSQL serializes the commits of notifying
 // transactions on one lock, which capped the whole pipeline's throughput.)
-// Rows are claimed with FOR UPDATE SKIP LOCKED, so several replicas share the work; a row is
-// deleted only after Kafka acknowledged it, so nothing is lost while the broker is down.
-// A crash between acknowledgement and deletion republishes the row with the same event id.
+// Rows are taken with FOR UPDATE SKIP LOCKED, so several replicas share the work, and deleted
+// in a transaction that commits only once Kafka acknowledged the whole batch, so nothing is
+// lost while the broker is down. A crash between acknowledgement and commit, or a batch that
+// Kafka took only in part, publishes rows again with the same event ids.
 
 #include <atomic>
 #include <chrono>
