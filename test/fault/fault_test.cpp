@@ -2,9 +2,11 @@
 // SIGKILLed, Kafka and PostgreSQL restart and the payment gateway fails, slows down or is
 // away. Afterwards every accepted order must be final, with stock and money reconciled.
 //
-// The test starts its own services, instance 'fault' of scripts/infra/* (PostgreSQL 55732,
-// Kafka 39092/39093, nginx 38080), the replicas on 38081-38082 and the gateway simulator on
-// 38090, all on loopback, and stops them at the end, also on failure. Load and faults are
+// The test starts its own services, instance 'fault' of scripts/infra/* (PostgreSQL 25732,
+// Kafka 25092/25093, nginx 25080), the replicas on 25081-25082 and the gateway simulator on
+// 25090, all on loopback, and stops them at the end, also on failure. The ports lie below
+// Linux's ephemeral range (32768-60999): services restarted mid-run must not find their port
+// taken by an outgoing connection. Load and faults are
 // bounded in time and count. For a local run: FAULT_SEED (repeat a run), FAULT_LOAD_SECONDS,
 // FAULT_RATE (orders per second).
 
@@ -41,11 +43,11 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-constexpr unsigned short lb_port = 38080;
-constexpr std::array<unsigned short, 2> replica_ports{38081, 38082};
-constexpr unsigned short gateway_port = 38090;
-const std::string db_url = "postgresql://orders@127.0.0.1:55732/orderdb";
-const std::string kafka_brokers = "127.0.0.1:39092";
+constexpr unsigned short lb_port = 25080;
+constexpr std::array<unsigned short, 2> replica_ports{25081, 25082};
+constexpr unsigned short gateway_port = 25090;
+const std::string db_url = "postgresql://orders@127.0.0.1:25732/orderdb";
+const std::string kafka_brokers = "127.0.0.1:25092";
 // The ports above are the 'fault' instance's; port variables inherited from the caller's
 // environment must not move the services elsewhere.
 const std::string infra = "env -u PG_PORT -u KAFKA_PORT -u KAFKA_CONTROLLER_PORT -u LB_PORT ";
