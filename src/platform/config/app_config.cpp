@@ -59,7 +59,7 @@ std::vector<key_spec> build_key_table() {
        {"KAFKA_GROUP_ID"},
        "consumer group shared by all replicas"},
       {"spring.datasource.url",
-       "postgresql://orders@127.0.0.1:55432/orderdb",
+       "postgresql://orders@127.0.0.1:15432/orderdb",
        {"DB_URL"},
        "PostgreSQL URL (libpq URI; a jdbc: prefix is accepted)"},
       {"spring.datasource.username", "", {"DB_USER"}, "overrides the URL's user"},
