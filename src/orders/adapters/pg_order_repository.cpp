@@ -74,28 +74,12 @@ pg_order_repository::pg_order_repository(pg::connection_pool& pool, std::string 
       placements_([this](const std::vector<placement_job*>& jobs) { place_all(jobs); }, 64, 4) {}
 
 void pg_order_repository::prepare_statements(pqxx::connection& c) {
-  c.prepare("idempotency_claim",
-            "INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, response_body)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING");
   c.prepare("idempotency_find",
             "SELECT request_hash, order_id, response_body FROM idempotency_keys"
             " WHERE idempotency_key = $1");
-  // The order, its items, the first history entry and the saga in one round trip; the
-  // items come as parallel arrays, numbered by their position.
-  c.prepare("order_insert",
-            "WITH new_order AS (INSERT INTO orders (order_id, customer_id, customer_email,"
-            " shipping_address, payment_method, total_cents, status, trace_id) VALUES ($1, $2,"
-            " NULLIF($3, ''), NULLIF($4, ''), $5, $6, 'PLACED', NULLIF($7, ''))),"
-            " items AS (INSERT INTO order_items (order_id, line_no, product_id, product_name,"
-            " quantity, price_cents) SELECT $1, line_no, product_id, NULLIF(product_name, ''),"
-            " quantity, price_cents FROM unnest($8::text[], $9::text[], $10::int[],"
-            " $11::bigint[]) WITH ORDINALITY AS i (product_id, product_name, quantity,"
-            " price_cents, line_no)),"
-            " history AS (INSERT INTO order_events (order_id, seq, status)"
-            " VALUES ($1, 1, 'PLACED'))"
-            " INSERT INTO sagas (order_id, state) VALUES ($1, 'PLACED')");
-  // Many orders, as order_insert does for one: the orders' columns as parallel arrays, their
-  // items flattened into parallel arrays naming their order and line.
+  // Orders, their items, their first history entries and their sagas in one round trip: the
+  // orders' columns as parallel arrays, their items flattened into parallel arrays naming
+  // their order and line.
   c.prepare("order_insert_all",
             "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
             " shipping_address, payment_method, total_cents, status, trace_id)"
@@ -112,6 +96,8 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id))"
             " INSERT INTO sagas (order_id, state) SELECT order_id, 'PLACED'"
             " FROM unnest($1::text[]) AS s (order_id)");
+  // A concurrent request with the same key waits on the row lock until the first commits,
+  // then finds the key taken: it can never create a second order.
   c.prepare("idempotency_claim_all",
             "INSERT INTO idempotency_keys (idempotency_key, request_hash, order_id, response_body)"
             " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
@@ -165,10 +151,6 @@ outbox::message placed_event(const std::string& topic, const new_order& order) {
 void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    if (jobs.size() == 1) {
-      jobs.front()->result = place_one(tx, *jobs.front()->order, *jobs.front()->key);
-      return;
-    }
     std::vector<std::string_view> keys, hashes, keyed_orders, responses;
     std::vector<std::string_view> order_ids, customers, emails, addresses, methods, trace_ids;
     std::vector<std::int64_t> totals;
@@ -205,8 +187,22 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
     if (!keys.empty() &&
         tx.exec_prepared("idempotency_claim_all", pg::text_array(keys), pg::text_array(hashes),
                          pg::text_array(keyed_orders), pg::text_array(responses))
-                .affected_rows() != keys.size())
-      throw std::runtime_error("an Idempotency-Key of the batch is taken");  // each alone
+                .affected_rows() != keys.size()) {
+      // A key already used: in a batch, the batcher places each order alone; alone, the
+      // order is answered with the first request's result, and nothing is written.
+      if (jobs.size() > 1)
+        throw std::runtime_error("an Idempotency-Key of the batch is taken");
+      const auto& key = **jobs.front()->key;
+      auto row = tx.exec_prepared1("idempotency_find", key.key);
+      jobs.front()->result =
+          row[0].as<std::string>() != key.request_hash
+              ? placement_result{placement_result::kind::key_reused_with_other_body,
+                                 row[1].as<std::string>(),
+                                 {}}
+              : placement_result{placement_result::kind::replayed, row[1].as<std::string>(),
+                                 row[2].as<std::string>()};
+      return;
+    }
     tx.exec_prepared("order_insert_all", pg::text_array(order_ids), pg::text_array(customers),
                      pg::text_array(emails), pg::text_array(addresses), pg::text_array(methods),
                      pg::integer_array(totals), pg::text_array(trace_ids),
@@ -219,38 +215,6 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
       job->result = {placement_result::kind::created, job->order->order_id,
                      job->order->response_body};
   });
-}
-
-placement_result pg_order_repository::place_one(pqxx::work& tx, const new_order& order,
-                                                const std::optional<idempotency>& key) {
-  if (key) {
-    // A concurrent request with the same key waits here on the row lock until the first
-    // commits, then finds its row: it can never create a second order.
-    auto claimed = tx.exec_prepared("idempotency_claim", key->key, key->request_hash,
-                                    order.order_id, order.response_body);
-    if (claimed.affected_rows() == 0) {
-      auto row = tx.exec_prepared1("idempotency_find", key->key);
-      if (row[0].as<std::string>() != key->request_hash)
-        return {placement_result::kind::key_reused_with_other_body, row[1].as<std::string>(), {}};
-      return {placement_result::kind::replayed, row[1].as<std::string>(), row[2].as<std::string>()};
-    }
-  }
-  const auto& d = order.draft;
-  std::vector<std::string_view> products, names;
-  std::vector<std::int64_t> quantities, prices;
-  for (const auto& item : d.items) {
-    products.push_back(item.product_id);
-    names.push_back(item.product_name);
-    quantities.push_back(item.quantity);
-    prices.push_back(item.price.cents());
-  }
-  tx.exec_prepared("order_insert", order.order_id, d.customer_id, d.customer_email,
-                   d.shipping_address, d.payment_method, d.total_amount.cents(), order.trace_id,
-                   pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
-                   pg::integer_array(prices));
-  outbox::append(tx, placed_event(order_placed_topic_, order));
-  tx.commit();
-  return {placement_result::kind::created, order.order_id, order.response_body};
 }
 
 std::optional<order_view> load_order(pqxx::work& tx, const std::string& order_id) {

@@ -33,8 +33,6 @@ class pg_order_repository final : public order_repository {
   // One transaction for all of them; a batch with a key already used fails (and the
   // batcher places each alone, which answers the replay).
   void place_all(const std::vector<placement_job*>& jobs);
-  placement_result place_one(pqxx::work& tx, const new_order& order,
-                             const std::optional<idempotency>& key);
 
   pg::connection_pool& pool_;
   const std::string order_placed_topic_;

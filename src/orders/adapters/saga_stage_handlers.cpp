@@ -503,10 +503,8 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
   }
 
   std::string outcome = "skipped";
-  const std::string event_id = envelope->event_id;
   const std::string order_id = envelope->order_id;
-  const step_claim claim{consumer, event_id, retry};
-  step_job job{consumer, order_id, claim, &effect};
+  step_job job{consumer, order_id, envelope->event_id, retry, &effect};
   std::function<asio::awaitable<void>()> work = [&]() -> asio::awaitable<void> {
     co_await batcher_for(consumer).run(job);
   };
@@ -721,16 +719,16 @@ void saga_stage_handlers::apply_steps_once(pqxx::connection& c, const std::vecto
   for (auto* job : jobs) {
     if (!orders.insert(job->order_id).second)
       throw std::logic_error("order " + job->order_id + " twice in one batch");  // run alone
-    if (job->claim.retry) {
+    if (job->retry) {
       // The event id was claimed when the retry was scheduled; the retry's row is the claim.
-      if (tx.exec_prepared("saga_take_retry", job->claim.retry->id, job->claim.retry->attempts)
+      if (tx.exec_prepared("saga_take_retry", job->retry->id, job->retry->attempts)
               .affected_rows() == 0) {
         job->outcome = "duplicate";
         continue;
       }
       requests.push_back({job->order_id, std::nullopt});
     } else {
-      requests.push_back({job->order_id, job->claim.event_id});
+      requests.push_back({job->order_id, job->event_id});
     }
     taken.push_back(job);
   }
@@ -744,7 +742,7 @@ void saga_stage_handlers::apply_steps_once(pqxx::connection& c, const std::vecto
       job->outcome = "skipped";
       continue;
     }
-    if (!job->claim.retry && !it->second.claimed) {
+    if (!job->retry && !it->second.claimed) {
       logger->debug("{}: order {}: already handled", consumer, job->order_id);
       job->outcome = "duplicate";
       continue;

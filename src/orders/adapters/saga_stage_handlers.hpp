@@ -148,20 +148,16 @@ class saga_stage_handlers {
   // metrics outcome (default "skipped" without an event).
   using step_effect = std::function<std::optional<saga_event>(pqxx::work& tx, const saga_row& row,
                                                               step_context& step)>;
-  // How a step marks its message as taken, so a redelivery changes nothing: by the event id
-  // it records for its consumer, or for a scheduled retry by deleting the retry's row.
-  struct step_claim {
-    const char* consumer;
-    std::string event_id;
-    const stage_retry* retry;
-  };
 
  private:
-  // One message's step, waiting for or running in a batch of its stage.
+  // One message's step, waiting for or running in a batch of its stage. The step marks its
+  // message as taken, so a redelivery changes nothing: by recording the event id for its
+  // consumer or, for a scheduled retry, by deleting the retry's row.
   struct step_job {
     const char* consumer;
     std::string order_id;
-    step_claim claim;
+    std::string event_id;
+    const stage_retry* retry;
     const step_effect* effect;
     std::string outcome = "skipped";
   };
