@@ -3,6 +3,7 @@
 
 #include "platform/runtime/batcher.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -161,15 +162,29 @@ TEST_CASE("a failing batch runs again one job at a time; only the bad job fails"
 
 TEST_CASE("blocking callers: one of them runs the batch of everyone waiting behind it",
           "[batcher]") {
-  recording_runner recorder;
+  // Records the job values of every batch, so the test can check which jobs ran together
+  // without assuming in which order the callers' threads reached the queue.
+  std::mutex batches_mutex;
+  std::vector<std::vector<int>> batches;
+  gate first_batch;
   op::runtime::blocking_batcher<job> batcher(
       [&](const std::vector<job*>& jobs) {
-        recorder.enter(jobs.size());
+        bool first;
+        {
+          std::lock_guard lock(batches_mutex);
+          first = batches.empty();
+          auto& values = batches.emplace_back();
+          for (auto* j : jobs)
+            values.push_back(j->value);
+        }
+        if (first)
+          first_batch.enter_and_wait();
         for (auto* j : jobs) {
           if (j->value == 5)
             throw std::runtime_error("job 5 is bad");
-          j->result = -j->value;
         }
+        for (auto* j : jobs)
+          j->result = -j->value;
       },
       3, 1);
   auto jobs = numbered_jobs(7);
@@ -182,24 +197,48 @@ TEST_CASE("blocking callers: one of them runs the batch of everyone waiting behi
   };
   std::vector<std::thread> callers;
   callers.emplace_back(call, std::ref(jobs[0]));
-  while (!recorder.first_batch.has_entered())
+  while (!first_batch.has_entered())
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   for (std::size_t i = 1; i < jobs.size(); ++i)
     callers.emplace_back(call, std::ref(jobs[i]));
   while (batcher.queued() < jobs.size() - 1)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  recorder.first_batch.release();
+  first_batch.release();
   for (auto& t : callers)
     t.join();
 
+  // Only the bad job's caller gets the error; everyone else gets their own result.
   for (const auto& j : jobs) {
     if (j.value == 5) {
       CHECK(j.error == "job 5 is bad");
+      CHECK(j.result == 0);
     } else {
       CHECK(j.error.empty());
       CHECK(j.result == -j.value);
     }
   }
-  // [0], then [1,2,3], then [4,5,6] which fails and runs again as [4], [5], [6].
-  CHECK(recorder.batch_sizes == std::vector<std::size_t>{1, 3, 3, 1, 1, 1});
+
+  // The first job ran alone. The six waiting behind it (in whatever order their threads
+  // queued) ran in two full batches of three, each job in exactly one of them.
+  REQUIRE(batches.size() == 6);
+  CHECK(batches.front() == std::vector<int>{0});
+  std::vector<int> batched;
+  std::size_t failed_batch = batches.size();
+  for (std::size_t i = 1; i < batches.size(); ++i) {
+    CHECK(batches[i].size() <= 3);
+    if (batches[i].size() == 1)
+      continue;
+    CHECK(batches[i].size() == 3);
+    batched.insert(batched.end(), batches[i].begin(), batches[i].end());
+    if (std::find(batches[i].begin(), batches[i].end(), 5) != batches[i].end())
+      failed_batch = i;
+  }
+  std::sort(batched.begin(), batched.end());
+  CHECK(batched == std::vector<int>{1, 2, 3, 4, 5, 6});
+
+  // The batch holding job 5 failed and ran again one job at a time, right after it; the
+  // batch without it ran once.
+  REQUIRE(failed_batch + 3 < batches.size());
+  for (std::size_t k = 0; k < 3; ++k)
+    CHECK(batches[failed_batch + 1 + k] == std::vector<int>{batches[failed_batch][k]});
 }
