@@ -127,6 +127,7 @@ class partitioned_consumer::rebalancer final : public RdKafka::RebalanceCb {
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
     auto logger = log::get("kafka");
+    owner_.committed_at_assignment_.clear();
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       std::string names;
       for (auto* p : partitions)
@@ -211,21 +212,43 @@ void partitioned_consumer::measure_lag() {
   if (consumer_->assignment(assigned) != RdKafka::ERR_NO_ERROR)
     return;
   consumer_->position(assigned);
+  // Until a partition's first message since the assignment is consumed, its position is
+  // unknown; it starts at the group's committed offset. Counting from the log's start would
+  // report everything ever consumed as lag after every restart.
+  std::vector<RdKafka::TopicPartition*> query;
+  for (auto* tp : assigned)
+    if (tp->offset() < 0 && !committed_at_assignment_.count(tp->partition()))
+      query.push_back(RdKafka::TopicPartition::create(tp->topic(), tp->partition()));
+  if (!query.empty()) {
+    // One round trip per assignment; a partition nobody else consumes keeps its offset.
+    if (consumer_->committed(query, 1000) == RdKafka::ERR_NO_ERROR)
+      for (auto* tp : query)
+        if (tp->err() == RdKafka::ERR_NO_ERROR)
+          committed_at_assignment_[tp->partition()] = tp->offset();
+    RdKafka::TopicPartition::destroy(query);
+  }
   std::vector<partition_lag> measured;
   for (auto* tp : assigned) {
     int64_t low = 0, high = 0;
     // Cached watermarks from the last fetch: no broker round trip on the poll thread.
-    if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) ==
-            RdKafka::ERR_NO_ERROR &&
-        high >= 0) {
-      auto position = tp->offset() >= 0 ? tp->offset() : low;
-      auto lag = std::max<std::int64_t>(0, high - position);
-      measured.push_back({tp->topic(), tp->partition(), lag});
-      metrics::global()
-          .get_gauge("kafka_consumer_lag_records", "Messages not yet consumed, per partition.",
-                     {{"topic", tp->topic()}, {"partition", std::to_string(tp->partition())}})
-          .set(static_cast<double>(lag));
+    if (consumer_->get_watermark_offsets(tp->topic(), tp->partition(), &low, &high) !=
+            RdKafka::ERR_NO_ERROR ||
+        high < 0)
+      continue;
+    std::int64_t position = tp->offset();
+    if (position < 0) {
+      auto it = committed_at_assignment_.find(tp->partition());
+      if (it == committed_at_assignment_.end())
+        continue;  // not known yet: no figure rather than a wrong one
+      // No committed offset: the group starts at the log's start (auto.offset.reset).
+      position = it->second >= 0 ? it->second : low;
     }
+    auto lag = std::max<std::int64_t>(0, high - position);
+    measured.push_back({tp->topic(), tp->partition(), lag});
+    metrics::global()
+        .get_gauge("kafka_consumer_lag_records", "Messages not yet consumed, per partition.",
+                   {{"topic", tp->topic()}, {"partition", std::to_string(tp->partition())}})
+        .set(static_cast<double>(lag));
   }
   RdKafka::TopicPartition::destroy(assigned);
   std::lock_guard lock(lag_mutex_);

@@ -84,6 +84,9 @@ class partitioned_consumer {
   std::atomic<bool> stopping_{false};
   std::atomic<std::size_t> in_flight_{0};
   std::thread poller_;
+  // Committed offsets of the assigned partitions that consumed nothing yet, by partition;
+  // touched only on the poll thread (measure_lag and the rebalance callback run there).
+  std::map<int, std::int64_t> committed_at_assignment_;
   mutable std::mutex lag_mutex_;
   std::vector<partition_lag> lag_;
 };
