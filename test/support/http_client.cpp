@@ -20,9 +20,13 @@ http_reply http_call(unsigned short port, const std::string& method, const std::
   stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");
-  for (const auto& [name, value] : headers)
-    req.set(name, value);
-  if (!body.empty() && req.find(http::field::content_type) == req.end())
+  bool typed = false;
+  for (const auto& [name, value] : headers) {
+    typed = typed || beast::iequals(name, "Content-Type");
+    if (!value.empty())
+      req.set(name, value);
+  }
+  if (!body.empty() && !typed)
     req.set(http::field::content_type, "application/json");
   req.body() = body;
   req.prepare_payload();
@@ -30,6 +34,7 @@ http_reply http_call(unsigned short port, const std::string& method, const std::
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
+  parser.skip(req.method() == http::verb::head);  // its Content-Length announces no body
   http::read(stream, buffer, parser);
   auto res = parser.release();
   http_reply out;

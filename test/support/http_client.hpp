@@ -14,6 +14,8 @@ struct http_reply {
   std::map<std::string, std::string> headers;  // lower-case names
 };
 
+// A body is sent as application/json unless `headers` name another Content-Type; a header
+// given with an empty value is not sent at all.
 http_reply http_call(unsigned short port, const std::string& method, const std::string& target,
                      const std::string& body = "",
                      const std::map<std::string, std::string>& headers = {},

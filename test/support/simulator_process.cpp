@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "support/http_client.hpp"
+#include "support/test_environment.hpp"
 
 namespace op::test {
 namespace {
@@ -24,7 +25,9 @@ std::int64_t number_field(const std::string& json, const std::string& field) {
 }  // namespace
 
 simulator_process::simulator_process(unsigned short port) {
-  const std::string port_arg = std::to_string(port);
+  // A port of the tests' own range, not an ephemeral one: a test that restarts the simulator
+  // on its port must find it free.
+  const std::string port_arg = std::to_string(port ? port : free_port());
   int out[2];
   REQUIRE(::pipe(out) == 0);
   pid_ = ::fork();

@@ -1,11 +1,14 @@
 #include "support/test_environment.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <random>
+#include <stdexcept>
 
 #include "platform/runtime/asio.hpp"
 
@@ -35,9 +38,24 @@ int run_script(const std::string& command) {
 }
 
 unsigned short free_port() {
+  // Below Linux's ephemeral range (32768-60999), so no outgoing connection (to PostgreSQL,
+  // Kafka, the gateway) can take the port between this check and the server's bind, and
+  // clear of every instance's service ports (README). Each test process starts at its own
+  // offset so two suites on one machine rarely probe the same ports.
+  constexpr unsigned first = 20000, count = 5000;
+  static std::atomic<unsigned> next{static_cast<unsigned>(::getpid()) * 7919u % count};
   asio::io_context ioc;
-  asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
-  return acceptor.local_endpoint().port();
+  for (unsigned tries = 0; tries < count; ++tries) {
+    auto port = static_cast<unsigned short>(first + next.fetch_add(1) % count);
+    boost::system::error_code ec;
+    asio::ip::tcp::acceptor acceptor(ioc);
+    acceptor.open(asio::ip::tcp::v4(), ec);
+    if (!ec)
+      acceptor.bind({asio::ip::make_address("127.0.0.1"), port}, ec);
+    if (!ec)
+      return port;
+  }
+  throw std::runtime_error("no free port in 20000-24999");
 }
 
 std::string unique_name(const std::string& prefix) {
