@@ -362,3 +362,98 @@ TEST_CASE("orders accepted while Kafka is down are published once it returns",
     CHECK(messages.size() == 1);
   }
 }
+
+TEST_CASE("what the contract fuzzing found: NUL, byte lengths, duplicate keys, media types",
+          "[orders][validation][contract]") {
+  running_server s;
+  auto port = s.port();
+  const std::map<std::string, std::string> admin = {
+      {"Authorization", "Bearer " + test::test_admin_token}};
+  auto order_with = [](const std::string& fields) {
+    return R"({"customerId":"cust-123","totalAmount":9.99,)" + fields +
+           R"(,"items":[{"productId":"prod-789","quantity":1,"price":9.99}]})";
+  };
+
+  // U+0000 used to reach PostgreSQL ("malformed array literal": 500).
+  for (
+      auto [body, field] : std::vector<std::pair<std::string, std::string>>{
+          {order_with(R"("shippingAddress":"a\u0000b")"), "shippingAddress"},
+          {order_with(R"("paymentMethod":"pm_\u0000")"), "paymentMethod"},
+          {R"({"customerId":"cust-123","totalAmount":9.99,"items":[{"productId":"prod-789","productName":"x\u0000y","quantity":1,"price":9.99}]})",
+           "items[0].productName"}}) {
+    auto reply = post_order(port, body);
+    CHECK(reply.status == 400);
+    CHECK(test::json_field(reply.body, "error") == "validation_failed");
+    CHECK(test::json_field(reply.body, "field") == field);
+  }
+
+  // Admin PUTs used to store the name cut at the NUL and answer 200.
+  test::put_product(port, "prod-nul", "Intact", "1.00", 5);
+  auto product = test::http_call(port, "PUT", "/api/admin/products/prod-nul",
+                                 R"({"name":"a\u0000bc","price":1,"stock":1})", admin);
+  CHECK(product.status == 400);
+  CHECK(test::json_field(product.body, "field") == "name");
+  auto stored = test::http_call(port, "GET", "/api/admin/products/prod-nul", "", admin);
+  CHECK(test::json_field(stored.body, "name") == "Intact");
+  auto customer = test::http_call(port, "PUT", "/api/admin/customers/cust-nul",
+                                  R"({"email":"n@example.com","name":"a\u0000b"})", admin);
+  CHECK(customer.status == 400);
+  CHECK(test::json_field(customer.body, "field") == "name");
+  CHECK(test::http_call(port, "GET", "/api/admin/customers/cust-nul", "", admin).status == 404);
+
+  // Limits are characters: 500 x "é" is a 500-character address (1000 bytes).
+  std::string e500, e201;
+  for (int i = 0; i < 500; ++i)
+    e500 += "\xc3\xa9";
+  for (int i = 0; i < 201; ++i)
+    e201 += "\xc3\xa9";
+  CHECK(post_order(port, order_with(R"("shippingAddress":")" + e500 + "\"")).status == 200);
+  auto long_name = post_order(
+      port,
+      R"({"customerId":"cust-123","totalAmount":9.99,"items":[{"productId":"prod-789","productName":")" +
+          e201 + R"(","quantity":1,"price":9.99}]})");
+  CHECK(long_name.status == 400);
+  CHECK(test::json_field(long_name.body, "field") == "items[0].productName");
+  CHECK(test::http_call(port, "PUT", "/api/admin/products/prod-e",
+                        R"({"name":")" + e201.substr(2) + R"(","price":1,"stock":1})", admin)
+            .status == 200);
+
+  // Which of two customerIds counts was unspecified.
+  auto twice = post_order(
+      port,
+      R"({"customerId":"cust-123","customerId":"cust-456","totalAmount":9.99,"items":[{"productId":"prod-789","quantity":1,"price":9.99}]})");
+  CHECK(twice.status == 400);
+  CHECK(test::json_field(twice.body, "error") == "duplicate_key");
+  CHECK(test::json_field(twice.body, "field") == "customerId");
+
+  // Only JSON bodies are read.
+  for (std::string type : {"text/plain", "application/x-www-form-urlencoded", ""}) {
+    INFO(type);
+    auto reply =
+        test::http_call(port, "POST", "/api/orders",
+                        order_with(R"("paymentMethod":"pm_card_visa")"), {{"Content-Type", type}});
+    CHECK(reply.status == 415);
+    CHECK(test::json_field(reply.body, "error") == "unsupported_media_type");
+  }
+  CHECK(test::http_call(port, "POST", "/api/orders",
+                        order_with(R"("paymentMethod":"pm_card_visa")"),
+                        {{"Content-Type", "application/json; charset=UTF-8"}})
+            .status == 200);
+
+  // Allow names each method once; HEAD is answered like GET; the scheme is case-insensitive.
+  auto health = test::http_call(port, "POST", "/api/orders/health");
+  CHECK(health.status == 405);
+  CHECK(health.headers["allow"] == "GET, HEAD");
+  auto head = test::http_call(port, "HEAD", "/api/orders/health");
+  CHECK(head.status == 200);
+  CHECK(head.body.empty());
+  CHECK(head.headers["content-length"] ==
+        std::to_string(test::http_get(port, "/api/orders/health").body.size()));
+  CHECK(test::http_call(port, "GET", "/api/admin/metrics", "",
+                        {{"Authorization", "bearer " + test::test_admin_token}})
+            .status == 200);
+  auto replay = test::http_call(port, "GET", "/api/admin/dlq/replay", "", admin);
+  CHECK(replay.status == 405);
+  CHECK(replay.headers["allow"] == "POST");
+  CHECK(test::http_get(port, "/actuator/health/readiness").status == 200);
+}

@@ -96,8 +96,9 @@ TEST_CASE("the request JSON is read exactly and typed strictly", "[rules][json]"
   CHECK(parsed.draft->items[0].price.cents() == 10);
   CHECK(parsed.draft->items[0].quantity == 3);
 
-  CHECK(parse_order_draft("{oops").malformed);
-  CHECK(parse_order_draft("[]").malformed);
+  CHECK(parse_order_draft("{oops").refused->error == "malformed_json");
+  CHECK(parse_order_draft("[]").refused->error == "malformed_json");
+  CHECK(parse_order_draft("").refused->error == "malformed_json");
   CHECK(parse_errors(R"({"customerId":1,"totalAmount":1,"items":[]})") ==
         std::vector<std::string>{"customerId: must be a string"});
   CHECK(parse_errors(R"({"customerId":"c","totalAmount":"1","items":[]})") ==
@@ -118,6 +119,72 @@ TEST_CASE("the request JSON is read exactly and typed strictly", "[rules][json]"
       parse_errors(
           R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"price":-2}]})") ==
       std::vector<std::string>{"items[0].price: must not be negative"});
+}
+
+TEST_CASE("a body whose meaning would be ambiguous is refused, naming the field", "[rules][json]") {
+  // Which of two customerIds counts would be unspecified.
+  auto twice = parse_order_draft(
+      R"({"customerId":"cust-123","customerId":"cust-456","totalAmount":1,"items":[]})");
+  REQUIRE(twice.refused);
+  CHECK(twice.refused->error == "duplicate_key");
+  CHECK(twice.refused->field == "customerId");
+  CHECK_FALSE(twice.draft);
+
+  auto nested = parse_order_draft(
+      R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","quantity":1,"quantity":2,"price":1}]})");
+  REQUIRE(nested.refused);
+  CHECK(nested.refused->field == "items[0].quantity");
+
+  // PostgreSQL text cannot hold U+0000; it used to reach the database and answer 500.
+  for (
+      auto [body, field] : std::vector<std::pair<std::string, std::string>>{
+          {R"({"customerId":"c","totalAmount":1,"shippingAddress":"a\u0000b","items":[]})",
+           "shippingAddress"},
+          {R"({"customerId":"c","totalAmount":1,"paymentMethod":"pm_\u0000","items":[]})",
+           "paymentMethod"},
+          {R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p","productName":"x\u0000"}]})",
+           "items[0].productName"}}) {
+    auto parsed = parse_order_draft(body);
+    REQUIRE(parsed.refused);
+    CHECK(parsed.refused->error == "validation_failed");
+    CHECK(parsed.refused->field == field);
+    CHECK(parsed.refused->message() == field + " must not contain the NUL character (U+0000)");
+  }
+
+  // Nesting is bounded before it can cost stack: a deep body is refused, not parsed on.
+  std::string deep =
+      R"({"customerId":"c","x":)" + std::string(10000, '[') + std::string(10000, ']') + "}";
+  auto too_deep = parse_order_draft(deep);
+  REQUIRE(too_deep.refused);
+  CHECK(too_deep.refused->error == "malformed_json");
+  std::string brackets(1 << 20, '[');
+  CHECK(parse_order_draft(brackets).refused->error == "malformed_json");
+}
+
+TEST_CASE("length limits count characters, not UTF-8 bytes", "[rules]") {
+  CHECK(character_count("") == 0);
+  CHECK(character_count("abc") == 3);
+  CHECK(character_count("\xc3\xa9") == 1);      // é
+  CHECK(character_count("\xe2\x82\xac") == 1);  // €
+  CHECK(character_count("\xf0\x9f\x98\x80"
+                        "a") == 2);  // 😀a
+
+  std::string e_acute = "\xc3\xa9";
+  auto repeat = [](const std::string& text, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i)
+      out += text;
+    return out;
+  };
+  auto draft = valid_draft();
+  draft.shipping_address = repeat(e_acute, 500);  // 1000 bytes, 500 characters
+  draft.items[0].product_name = repeat(e_acute, 200);
+  CHECK(check(draft, {}).empty());
+  draft.shipping_address = repeat(e_acute, 501);
+  draft.items[0].product_name = repeat(e_acute, 201);
+  CHECK(fields_of(check(draft, {})) ==
+        std::vector<std::string>{"shippingAddress: must be at most 500 characters",
+                                 "items[0].productName: must be at most 200 characters"});
 }
 
 TEST_CASE("the placement answer carries the seed's message", "[json]") {

@@ -8,6 +8,7 @@
 #include "orders/domain/order_rules.hpp"
 #include "platform/http/bearer_auth.hpp"
 #include "platform/http/blocking_handler.hpp"
+#include "platform/json/json_body.hpp"
 #include "platform/json/json_escape.hpp"
 
 namespace op::inventory {
@@ -28,17 +29,15 @@ std::variant<product_update, response> parse_update(const std::string& id, std::
   if (!orders::is_valid_id(id))
     return bad("productId", "productId must be 1-64 characters of letters, digits, -_.:");
   rj::Document typed, exact;
-  typed.Parse(body.data(), body.size());
-  if (typed.HasParseError() || !typed.IsObject())
-    return http::error_response(status::bad_request, "malformed_json", std::nullopt,
-                                "request body must be a JSON object");
-  exact.Parse<rj::kParseNumbersAsStringsFlag>(body.data(), body.size());
+  if (auto refused = json::parse_object(body, typed))
+    return http::refused_body_response(*refused);
+  json::parse_object(body, exact, rj::kParseNumbersAsStringsFlag);
   product_update u;
   u.product_id = id;
   if (!typed.HasMember("name") || !typed["name"].IsString() || typed["name"].GetStringLength() == 0)
     return bad("name", "name is required and must be a non-empty string");
-  u.name = typed["name"].GetString();
-  if (u.name.size() > orders::max_name_length)
+  u.name.assign(typed["name"].GetString(), typed["name"].GetStringLength());
+  if (orders::character_count(u.name) > orders::max_name_length)
     return bad("name", "name must be at most 200 characters");
   if (!typed.HasMember("price") || !typed["price"].IsNumber())
     return bad("price", "price is required and must be a number");

@@ -185,7 +185,7 @@ void dead_letter_queue::reinject(pqxx::work& tx, const dead_letter& entry) const
   // The original headers (event-id included, so stages still drop true duplicates), plus the
   // entry the message came from.
   rapidjson::Document original;
-  original.Parse(entry.headers_json.c_str());
+  original.Parse<rapidjson::kParseIterativeFlag>(entry.headers_json.c_str());
   if (!original.HasParseError() && original.IsObject())
     for (const auto& h : original.GetObject())
       if (h.value.IsString())

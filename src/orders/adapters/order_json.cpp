@@ -1,7 +1,6 @@
 #include "orders/adapters/order_json.hpp"
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 
 #include <charconv>
 
@@ -118,20 +117,9 @@ void write_order(std::string& out, const order_view& o) {
 draft_parse_result parse_order_draft(std::string_view body) {
   draft_parse_result result;
   rj::Document typed, exact;
-  typed.Parse<rj::kParseValidateEncodingFlag>(body.data(), body.size());
-  if (typed.HasParseError()) {
-    result.malformed = true;
-    result.malformed_message = std::string("request body is not valid JSON: ") +
-                               rj::GetParseError_En(typed.GetParseError()) + " at offset " +
-                               std::to_string(typed.GetErrorOffset());
+  if ((result.refused = json::parse_object(body, typed)))
     return result;
-  }
-  if (!typed.IsObject()) {
-    result.malformed = true;
-    result.malformed_message = "request body must be a JSON object";
-    return result;
-  }
-  exact.Parse<rj::kParseNumbersAsStringsFlag>(body.data(), body.size());
+  json::parse_object(body, exact, rj::kParseNumbersAsStringsFlag);
 
   auto& errors = result.errors;
   field_reader top{typed, exact, "", errors};

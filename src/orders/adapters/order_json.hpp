@@ -9,14 +9,15 @@
 
 #include "orders/app/ports.hpp"
 #include "orders/domain/order_rules.hpp"
+#include "platform/json/json_body.hpp"
 
 namespace op::orders {
 
 struct draft_parse_result {
   std::optional<order_draft> draft;  // set when the JSON had the right shape and types
   std::vector<violation> errors;     // type errors, each naming its field
-  bool malformed = false;            // not JSON at all
-  std::string malformed_message;
+  // Set when the body could not be read at all: not a JSON object, a duplicate key, U+0000.
+  std::optional<json::body_problem> refused;
 };
 
 draft_parse_result parse_order_draft(std::string_view body);

@@ -10,6 +10,7 @@
 #include "orders/app/place_order.hpp"
 #include "platform/http/bearer_auth.hpp"
 #include "platform/http/blocking_handler.hpp"
+#include "platform/json/json_body.hpp"
 #include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/log/trace_context.hpp"
@@ -80,22 +81,20 @@ std::variant<customer, response> parse_customer(const std::string& id, std::stri
   if (!is_valid_id(id))
     return bad("customerId", "customerId must be 1-64 characters of letters, digits, -_.:");
   rj::Document doc;
-  doc.Parse(body.data(), body.size());
-  if (doc.HasParseError() || !doc.IsObject())
-    return http::error_response(status::bad_request, "malformed_json", std::nullopt,
-                                "request body must be a JSON object");
+  if (auto refused = json::parse_object(body, doc))
+    return http::refused_body_response(*refused);
   customer c;
   c.customer_id = id;
   if (!doc.HasMember("email") || !doc["email"].IsString())
     return bad("email", "email is required and must be a string");
-  c.email = doc["email"].GetString();
+  c.email.assign(doc["email"].GetString(), doc["email"].GetStringLength());
   if (!looks_like_email(c.email))
     return bad("email", "email must be an email address");
   if (doc.HasMember("name")) {
     if (!doc["name"].IsString())
       return bad("name", "name must be a string");
-    c.name = doc["name"].GetString();
-    if (c.name.size() > max_name_length)
+    c.name.assign(doc["name"].GetString(), doc["name"].GetStringLength());
+    if (character_count(c.name) > max_name_length)
       return bad("name", "name must be at most 200 characters");
   }
   if (doc.HasMember("active")) {
@@ -122,9 +121,6 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
   routes.add(
       http::verb::post, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {
         const std::string& body = req.req.body();
-        if (body.empty())
-          co_return http::error_response(status::bad_request, "malformed_json", std::nullopt,
-                                         "request body is required");
         std::optional<idempotency> key;
         if (auto header = req.header("Idempotency-Key"); !header.empty()) {
           if (header.size() > max_idempotency_key_length)
@@ -134,9 +130,8 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
           key = idempotency{std::string(header), fingerprint(body)};
         }
         auto parsed = parse_order_draft(body);
-        if (parsed.malformed)
-          co_return http::error_response(status::bad_request, "malformed_json", std::nullopt,
-                                         parsed.malformed_message);
+        if (parsed.refused)
+          co_return http::refused_body_response(*parsed.refused);
         if (!parsed.draft)
           co_return validation_error(parsed.errors);
         auto violations = check(*parsed.draft, ctx->limits);

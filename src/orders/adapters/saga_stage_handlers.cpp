@@ -408,15 +408,16 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
 std::optional<saga_stage_handlers::envelope_fields> saga_stage_handlers::decode(
     const kafka::consumed_message& message) {
   rapidjson::Document doc;
-  doc.Parse(message.value.c_str(), message.value.size());
+  // Iterative: a poison pill nested a million levels deep must not overflow the stack.
+  doc.Parse<rapidjson::kParseIterativeFlag>(message.value.data(), message.value.size());
   if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("eventId") ||
       !doc["eventId"].IsString() || !doc.HasMember("orderId") || !doc["orderId"].IsString())
     return std::nullopt;
-  envelope_fields fields{doc["eventId"].GetString(), doc["orderId"].GetString()};
+  envelope_fields fields{{doc["eventId"].GetString(), doc["eventId"].GetStringLength()},
+                         {doc["orderId"].GetString(), doc["orderId"].GetStringLength()}};
   // The event id goes into a uuid column: anything else would fail the step for ever.
   static const std::string uuid_shape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-  if (fields.event_id.size() != uuid_shape.size() || fields.order_id.empty() ||
-      fields.order_id.size() > 64)
+  if (fields.event_id.size() != uuid_shape.size() || !is_valid_id(fields.order_id))
     return std::nullopt;
   for (std::size_t i = 0; i < uuid_shape.size(); ++i)
     if ((uuid_shape[i] == '-') != (fields.event_id[i] == '-') ||
@@ -846,7 +847,7 @@ std::vector<stage_retry> saga_stage_handlers::claim_due_retries(int limit) {
       retry.message.key = r[7].as<std::string>();
       retry.message.value = pg::from_hex(r[8].c_str());
       rapidjson::Document headers;
-      headers.Parse(r[9].c_str());
+      headers.Parse<rapidjson::kParseIterativeFlag>(r[9].c_str());
       if (!headers.HasParseError() && headers.IsObject())
         for (const auto& h : headers.GetObject())
           if (h.value.IsString())

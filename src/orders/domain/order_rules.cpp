@@ -13,8 +13,15 @@ bool is_valid_id(std::string_view text) {
   });
 }
 
+std::size_t character_count(std::string_view text) {
+  // Every code point has exactly one byte that is not a continuation byte (10xxxxxx).
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
 bool looks_like_email(std::string_view text) {
-  if (text.size() < 3 || text.size() > max_email_length)
+  if (text.size() < 3 || character_count(text) > max_email_length)
     return false;
   if (std::any_of(text.begin(), text.end(),
                   [](unsigned char c) { return std::isspace(c) || std::iscntrl(c); }))
@@ -42,11 +49,11 @@ std::vector<violation> check(const order_draft& draft, const order_limits& limit
   if (!draft.customer_email.empty() && !looks_like_email(draft.customer_email))
     out.push_back({"customerEmail", "must be an email address like name@example.com"});
 
-  if (draft.shipping_address.size() > max_address_length)
+  if (character_count(draft.shipping_address) > max_address_length)
     out.push_back({"shippingAddress", too_long(max_address_length)});
 
   if (!draft.payment_method.empty()) {
-    if (draft.payment_method.size() > max_payment_method_length)
+    if (character_count(draft.payment_method) > max_payment_method_length)
       out.push_back({"paymentMethod", too_long(max_payment_method_length)});
     else if (draft.payment_method.rfind("pm_", 0) != 0)
       out.push_back({"paymentMethod", "must be a payment method token starting with 'pm_'"});
@@ -65,7 +72,7 @@ std::vector<violation> check(const order_draft& draft, const order_limits& limit
     else if (!is_valid_id(item.product_id))
       out.push_back(
           {field("productId"), "must be 1-64 characters of letters, digits, '-', '_', '.', ':'"});
-    if (item.product_name.size() > max_name_length)
+    if (character_count(item.product_name) > max_name_length)
       out.push_back({field("productName"), too_long(max_name_length)});
     if (item.quantity < 1)
       out.push_back({field("quantity"), "must be a positive integer"});

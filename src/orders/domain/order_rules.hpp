@@ -37,4 +37,8 @@ bool looks_like_email(std::string_view text);
 // Ids are 1..64 characters of [A-Za-z0-9._:-].
 bool is_valid_id(std::string_view text);
 
+// Characters (Unicode code points) in valid UTF-8 `text`: limits are stated in characters,
+// and "é" is one character though two bytes.
+std::size_t character_count(std::string_view text);
+
 }  // namespace op::orders

@@ -110,7 +110,7 @@ std::string string_field(const rapidjson::Value& object, const char* name) {
 gateway_error parse_error(const std::string& body) {
   gateway_error out;
   rapidjson::Document document;
-  document.Parse(body.data(), body.size());
+  document.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (document.HasParseError() || !document.IsObject())
     return out;
   auto error = document.FindMember("error");
@@ -438,7 +438,7 @@ asio::awaitable<charge_result> http_payment_gateway::impl::charge(charge_request
     out.message = describe_failure(result, timeout_, attempts);
   } else if (result.status >= 200 && result.status < 300) {
     rapidjson::Document document;
-    document.Parse(result.body.data(), result.body.size());
+    document.Parse<rapidjson::kParseIterativeFlag>(result.body.data(), result.body.size());
     if (!document.HasParseError() && string_field(document, "status") == "succeeded") {
       out.outcome = gateway_outcome::approved;
       out.charge_id = string_field(document, "id");
@@ -491,7 +491,7 @@ asio::awaitable<refund_result> http_payment_gateway::impl::refund(std::string or
     out.message = describe_failure(result, timeout_, attempts);
   } else if (result.status >= 200 && result.status < 300) {
     rapidjson::Document document;
-    document.Parse(result.body.data(), result.body.size());
+    document.Parse<rapidjson::kParseIterativeFlag>(result.body.data(), result.body.size());
     std::string status = document.HasParseError() ? "" : string_field(document, "status");
     auto amount = document.IsObject() ? document.FindMember("amountCents") : document.MemberEnd();
     bool has_amount =

@@ -1,5 +1,7 @@
 #include "platform/http/bearer_auth.hpp"
 
+#include <cctype>
+
 namespace op::http {
 namespace {
 // Compares in time independent of where the first difference is.
@@ -13,16 +15,31 @@ bool same(std::string_view a, std::string_view b) {
 }
 }  // namespace
 
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  constexpr std::string_view scheme = "bearer";
+  if (header.size() <= scheme.size())
+    return std::nullopt;
+  for (std::size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i])
+      return std::nullopt;
+  auto rest = header.substr(scheme.size());
+  if (rest.front() != ' ')
+    return std::nullopt;
+  while (!rest.empty() && rest.front() == ' ')
+    rest.remove_prefix(1);
+  if (rest.empty())
+    return std::nullopt;
+  return rest;
+}
+
 std::optional<response> require_bearer(const request_context& ctx, const std::string& expected) {
   auto header = ctx.header("Authorization");
-  constexpr std::string_view scheme = "Bearer ";
   std::string_view message;
   if (expected.empty())
     message = "the admin API is disabled: no admin token is configured (ADMIN_TOKEN)";
   else if (header.empty())
     message = "missing Authorization: Bearer <token> header";
-  else if (header.substr(0, scheme.size()) != scheme ||
-           !same(header.substr(scheme.size()), expected))
+  else if (auto token = bearer_token(header); !token || !same(*token, expected))
     message = "invalid admin token";
   else
     return std::nullopt;

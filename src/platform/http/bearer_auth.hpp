@@ -3,10 +3,15 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "platform/http/message.hpp"
 
 namespace op::http {
+
+// The token of an `Authorization` value in the Bearer scheme, whose name is case-insensitive
+// (RFC 9110, 11.1); nullopt for another scheme or no token.
+std::optional<std::string_view> bearer_token(std::string_view header);
 
 // nullopt when the request carries the expected token; otherwise the 401 to answer.
 // An empty expected token refuses everything: the admin API is off.

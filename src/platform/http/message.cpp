@@ -38,4 +38,23 @@ response error_response(status code, std::string_view error, std::optional<std::
   return json_response(code, std::move(body));
 }
 
+response refused_body_response(const json::body_problem& problem) {
+  std::optional<std::string_view> field;
+  if (!problem.field.empty())
+    field = problem.field;
+  auto res = error_response(status::bad_request, problem.error, field, problem.message());
+  if (problem.error != "validation_failed")
+    return res;
+  // {"error":...,"message":"..."} + ,"violations":[{"field":...,"rule":...}]}
+  auto& body = res.body();
+  body.pop_back();
+  body += R"(,"violations":[{"field":")";
+  json::append_escaped(problem.field, body);
+  body += R"(","rule":")";
+  json::append_escaped(problem.rule, body);
+  body += "\"}]}";
+  res.prepare_payload();
+  return res;
+}
+
 }  // namespace op::http

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "platform/json/json_body.hpp"
+
 namespace op::http {
 
 namespace beast_http = boost::beast::http;
@@ -40,5 +42,9 @@ response json_response(status code, std::string body);
 response text_response(status code, std::string body);
 response error_response(status code, std::string_view error, std::optional<std::string_view> field,
                         std::string_view message);
+
+// 400 for a body refused before its fields are read (see platform/json/json_body.hpp); a
+// broken rule also carries the `violations` list every validation error has.
+response refused_body_response(const json::body_problem& problem);
 
 }  // namespace op::http

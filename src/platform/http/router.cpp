@@ -1,7 +1,10 @@
 #include "platform/http/router.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 
 #include "platform/log/logging.hpp"
@@ -92,6 +95,12 @@ asio::awaitable<response> router::dispatch(const request& req) const {
   auto started = std::chrono::steady_clock::now();
   std::string route = "unmatched";
   response res = co_await route_request(req, route);
+  if (req.method() == verb::head) {
+    // The headers GET would send, Content-Length included, and no body (RFC 9110, 9.3.2).
+    auto length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
   auto& registry = metrics::global();
   std::string method(req.method_string());
   registry
@@ -107,52 +116,137 @@ asio::awaitable<response> router::dispatch(const request& req) const {
   co_return res;
 }
 
+namespace {
+
+// A route's pattern matches the path when every literal segment is equal; `params` gets the
+// decoded values of the {name} segments.
+bool match(const std::vector<std::string>& pattern, const std::vector<std::string>& path,
+           std::map<std::string, std::string>& params) {
+  if (pattern.size() != path.size())
+    return false;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (is_param(pattern[i]))
+      params[pattern[i].substr(1, pattern[i].size() - 2)] = percent_decode(path[i]);
+    else if (pattern[i] != path[i])
+      return false;
+  }
+  return true;
+}
+
+// Of two patterns matching one path, the one whose first differing segment is a literal
+// wins: /api/admin/dlq/replay is not /api/admin/dlq/{id} with id "replay".
+bool more_specific(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    bool a_param = is_param(a[i]), b_param = is_param(b[i]);
+    if (a_param != b_param)
+      return !a_param;
+  }
+  return false;
+}
+
+bool takes_body(verb method) {
+  return method == verb::post || method == verb::put || method == verb::patch;
+}
+
+}  // namespace
+
+bool is_json_media_type(std::string_view content_type) {
+  auto lower = [](std::string_view text) {
+    std::string out(text);
+    for (auto& c : out)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  auto trim = [](std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+      text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
+      text.remove_suffix(1);
+    return text;
+  };
+  auto semicolon = content_type.find(';');
+  if (lower(trim(content_type.substr(0, semicolon))) != "application/json")
+    return false;
+  // JSON is UTF-8 (RFC 8259); a charset parameter may only say so.
+  while (semicolon != std::string_view::npos) {
+    auto rest = content_type.substr(semicolon + 1);
+    auto next = rest.find(';');
+    auto parameter = trim(rest.substr(0, next));
+    auto eq = parameter.find('=');
+    if (!parameter.empty()) {
+      if (eq == std::string_view::npos)
+        return false;
+      auto name = lower(trim(parameter.substr(0, eq)));
+      auto value = lower(trim(parameter.substr(eq + 1)));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+        value = value.substr(1, value.size() - 2);
+      if (name == "charset" && value != "utf-8")
+        return false;
+    }
+    semicolon = next == std::string_view::npos ? next : semicolon + 1 + next;
+  }
+  return true;
+}
+
 asio::awaitable<response> router::route_request(const request& req, std::string& route) const {
   std::string path;
   std::map<std::string, std::string> query;
   split_target(std::string_view(req.target().data(), req.target().size()), path, query);
   auto segments = split_path(path);
 
-  std::string allowed;
+  // The most specific pattern matching the path decides; HEAD is answered by GET's handler.
+  const std::vector<std::string>* best = nullptr;
   for (const auto& r : routes_) {
-    if (r.segments.size() != segments.size())
-      continue;
-    std::map<std::string, std::string> params;
-    bool matches = true;
-    for (std::size_t i = 0; i < segments.size() && matches; ++i) {
-      if (is_param(r.segments[i]))
-        params[r.segments[i].substr(1, r.segments[i].size() - 2)] = percent_decode(segments[i]);
-      else
-        matches = r.segments[i] == segments[i];
-    }
-    if (!matches)
-      continue;
-    if (r.method != req.method()) {
-      if (!allowed.empty())
-        allowed += ", ";
-      allowed += std::string(beast_http::to_string(r.method));
-      continue;
-    }
-    route = r.pattern;
-    request_context ctx{req, std::move(params), std::move(query)};
-    try {
-      co_return co_await r.h(ctx);
-    } catch (const std::exception& e) {
-      log::get("http")->error("{} {} failed: {}", std::string(req.method_string()), r.pattern,
-                              e.what());
-    }
-    co_return error_response(status::internal_server_error, "internal_error", std::nullopt,
-                             "the server failed to handle this request; it has been logged");
+    std::map<std::string, std::string> ignored;
+    if (match(r.segments, segments, ignored) && (!best || more_specific(r.segments, *best)))
+      best = &r.segments;
   }
-  if (!allowed.empty()) {
+  if (!best)
+    co_return error_response(status::not_found, "not_found", std::nullopt,
+                             fmt::format("no such resource: {}", path));
+  const verb wanted = req.method() == verb::head ? verb::get : req.method();
+  const router::route* chosen = nullptr;
+  std::vector<std::string> allowed;
+  for (const auto& r : routes_) {
+    if (r.segments != *best)
+      continue;
+    std::string name(beast_http::to_string(r.method));
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+      allowed.push_back(name);
+    if (r.method == verb::get && std::find(allowed.begin(), allowed.end(), "HEAD") == allowed.end())
+      allowed.push_back("HEAD");
+    if (r.method == wanted && !chosen)
+      chosen = &r;
+  }
+  if (!chosen) {
+    auto list = fmt::format("{}", fmt::join(allowed, ", "));
     auto res = error_response(status::method_not_allowed, "method_not_allowed", std::nullopt,
                               fmt::format("{} is not allowed on {}; allowed: {}",
-                                          std::string(req.method_string()), path, allowed));
-    res.set(beast_http::field::allow, allowed);
+                                          std::string(req.method_string()), path, list));
+    res.set(beast_http::field::allow, list);
     co_return res;
   }
-  co_return error_response(status::not_found, "not_found", std::nullopt,
-                           fmt::format("no such resource: {}", path));
+  route = chosen->pattern;
+  if (takes_body(req.method()) && !req.body().empty()) {
+    auto type = req[beast_http::field::content_type];
+    if (!is_json_media_type(std::string_view(type.data(), type.size())))
+      co_return error_response(
+          status::unsupported_media_type, "unsupported_media_type", "Content-Type",
+          type.empty() ? "Content-Type: application/json is required for a request body"
+                       : fmt::format("Content-Type must be application/json, not {}",
+                                     std::string_view(type.data(), type.size())));
+  }
+  std::map<std::string, std::string> params;
+  match(chosen->segments, segments, params);
+  request_context ctx{req, std::move(params), std::move(query)};
+  try {
+    co_return co_await chosen->h(ctx);
+  } catch (const std::exception& e) {
+    log::get("http")->error("{} {} failed: {}", std::string(req.method_string()), chosen->pattern,
+                            e.what());
+  }
+  co_return error_response(status::internal_server_error, "internal_error", std::nullopt,
+                           "the server failed to handle this request; it has been logged");
 }
 
 }  // namespace op::http

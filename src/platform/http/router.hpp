@@ -1,7 +1,10 @@
 #pragma once
 // Maps method + path pattern (segments like /api/orders/{id}) to handler coroutines.
-// Unknown paths get 404, known paths with another method 405 with an Allow header, both as
-// JSON. A handler that throws gets a logged 500, never a dropped connection.
+// Where several patterns match a path, the most specific one (a literal segment before a
+// {param}) decides. Unknown paths get 404, known paths with another method 405 with an Allow
+// header, both as JSON; HEAD is answered wherever GET is, without the body. A POST, PUT or
+// PATCH whose body is not application/json gets 415 before any handler runs. A handler that
+// throws gets a logged 500, never a dropped connection.
 
 #include <functional>
 #include <string>
@@ -39,5 +42,8 @@ void split_target(std::string_view target, std::string& path,
                   std::map<std::string, std::string>& query);
 
 std::string percent_decode(std::string_view text);
+
+// True for "application/json", in any case, with parameters, a charset only if it is UTF-8.
+bool is_json_media_type(std::string_view content_type);
 
 }  // namespace op::http

@@ -55,7 +55,7 @@ std::string envelope(const std::string& event_id, const std::string& event_type,
 // its original event-id, so its own headers replace the ones set above.
 static void append_json_headers(const char* json, std::vector<kafka::header>& headers) {
   rapidjson::Document doc;
-  doc.Parse(json);
+  doc.Parse<rapidjson::kParseIterativeFlag>(json);
   if (doc.HasParseError() || !doc.IsObject())
     return;
   for (const auto& m : doc.GetObject()) {
