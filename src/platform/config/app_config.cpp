@@ -45,7 +45,16 @@ std::vector<key_spec> build_key_table() {
       {"server.port", "8080", {"HTTP_PORT", "PORT"}, "HTTP port"},
       {"server.threads", "0", {"HTTP_THREADS"}, "I/O threads; 0 means one per core"},
       {"server.max-body-bytes", "1048576", {}, "largest accepted request body (413 above)"},
-      {"server.read-timeout", "30000", {}, "ms a client may take to send a request"},
+      {"server.max-header-bytes", "8192", {}, "largest accepted request head (431 above)"},
+      {"server.read-timeout",
+       "30000",
+       {},
+       "ms a client may take to send a request, head and body, and an idle keep-alive "
+       "connection stays open"},
+      {"server.max-connections",
+       "10000",
+       {},
+       "open connections at most; further clients wait in the listen backlog"},
       {"server.shutdown-timeout",
        "15000",
        {"SHUTDOWN_TIMEOUT"},
@@ -292,6 +301,10 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.http.body_limit_bytes =
       static_cast<std::size_t>(r.integer("server.max-body-bytes", 1024, 64 * 1024 * 1024));
   c.http.read_timeout = r.millis("server.read-timeout", 100, 3'600'000);
+  c.http.header_limit_bytes =
+      static_cast<std::size_t>(r.integer("server.max-header-bytes", 1024, 1024 * 1024));
+  c.http.max_connections =
+      static_cast<std::size_t>(r.integer("server.max-connections", 1, 1'000'000));
   c.runtime.shutdown_timeout = r.millis("server.shutdown-timeout", 0, 600'000);
   c.runtime.health_interval = r.millis("app.health.interval", 100, 60'000);
 

@@ -50,7 +50,9 @@ struct http_config {
   std::string address = "0.0.0.0";
   std::uint16_t port = 8080;
   std::size_t body_limit_bytes = 1024 * 1024;
-  milliseconds read_timeout{30000};
+  std::size_t header_limit_bytes = 8192;  // request line and headers
+  milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
+  std::size_t max_connections = 10000;
   int threads = 0;  // 0: one per core
 };
 

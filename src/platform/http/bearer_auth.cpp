@@ -4,13 +4,14 @@
 
 namespace op::http {
 namespace {
-// Compares in time independent of where the first difference is.
-bool same(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+// Compares in a time that depends only on the expected token's length, never on the
+// presented one's content or length or on where the first difference is.
+bool same(std::string_view presented, std::string_view expected) {
+  unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    auto c = i < presented.size() ? presented[i] : 0;
+    diff |= static_cast<unsigned char>(c ^ expected[i]);
+  }
   return diff == 0;
 }
 }  // namespace

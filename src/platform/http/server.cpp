@@ -18,7 +18,11 @@ struct server::connection {
 };
 
 server::server(asio::io_context& ioc, const config::http_config& config, const router& routes)
-    : ioc_(ioc), config_(config), routes_(routes), acceptor_(asio::make_strand(ioc)) {}
+    : ioc_(ioc),
+      config_(config),
+      routes_(routes),
+      acceptor_(asio::make_strand(ioc)),
+      connection_closed_(acceptor_.get_executor()) {}
 
 server::~server() {
   close_all();
@@ -38,6 +42,18 @@ void server::start() {
 
 asio::awaitable<void> server::accept_loop() {
   while (!stopping_) {
+    // At the limit, stop accepting: newcomers wait in the kernel's listen backlog (as with
+    // Tomcat's max-connections) until a connection closes and wakes this loop.
+    if (open_connections() >= config_.max_connections) {
+      if (!at_limit_logged_.exchange(true))
+        log::get("http")->warn("{} connections open (server.max-connections); new clients wait",
+                               config_.max_connections);
+      boost::system::error_code ignored;
+      connection_closed_.expires_after(std::chrono::seconds(1));
+      co_await connection_closed_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      continue;
+    }
+    at_limit_logged_ = false;
     boost::system::error_code ec;
     auto socket = co_await acceptor_.async_accept(asio::make_strand(ioc_),
                                                   asio::redirect_error(asio::use_awaitable, ec));
@@ -62,6 +78,7 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
   beast::flat_buffer buffer;
   for (;;) {
     beast_http::request_parser<beast_http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(config_.header_limit_bytes));
     parser.body_limit(config_.body_limit_bytes);
     conn->stream.expires_after(config_.read_timeout);
     boost::system::error_code read_error;
@@ -73,6 +90,11 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
         answer = error_response(
             status::payload_too_large, "payload_too_large", std::nullopt,
             "request body exceeds " + std::to_string(config_.body_limit_bytes) + " bytes");
+      else if (read_error == beast_http::error::header_limit)
+        answer = error_response(status::request_header_fields_too_large,
+                                "request_header_fields_too_large", std::nullopt,
+                                "request line and headers exceed " +
+                                    std::to_string(config_.header_limit_bytes) + " bytes");
       else if (read_error.category() ==
                    beast_http::make_error_code(beast_http::error::bad_target).category() &&
                read_error != beast_http::error::end_of_stream &&
@@ -119,8 +141,12 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
   beast::error_code ignored;
   conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   conn->stream.close();
-  std::lock_guard lock(connections_mutex_);
-  connections_.erase(conn.get());
+  {
+    std::lock_guard lock(connections_mutex_);
+    connections_.erase(conn.get());
+  }
+  // Wakes the accept loop if it waits for a free connection slot.
+  asio::post(acceptor_.get_executor(), [this] { connection_closed_.cancel(); });
 }
 
 void server::stop() {
@@ -129,6 +155,7 @@ void server::stop() {
   asio::post(acceptor_.get_executor(), [this] {
     beast::error_code ignored;
     acceptor_.close(ignored);
+    connection_closed_.cancel();
   });
   // Idle connections (waiting for a next request) are closed now; busy ones close after
   // their response because stopping_ turns keep-alive off.

@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP/1.1 listener and its sessions (Boost.Beast, one coroutine and one strand per
-// connection). Each connection has a read timeout and a body limit (413 above it);
-// keep-alive and pipelined requests are answered in order.
+// connection). Each connection has a read timeout (which also closes idle keep-alive
+// connections), a header limit (431 above it) and a body limit (413 above it); keep-alive and
+// pipelined requests are answered in order. At most max_connections are open at once.
 //
 // Owned by the application; start() and stop() are called from the main thread.
 
@@ -44,6 +45,9 @@ class server {
   const config::http_config config_;
   const router& routes_;
   asio::ip::tcp::acceptor acceptor_;
+  // Cancelled (on the acceptor's strand) whenever a connection closes.
+  asio::steady_timer connection_closed_;
+  std::atomic<bool> at_limit_logged_{false};
   std::uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   mutable std::mutex connections_mutex_;
