@@ -3,10 +3,7 @@
 #include <cctype>
 
 namespace op::http {
-namespace {
-// Compares in a time that depends only on the expected token's length, never on the
-// presented one's content or length or on where the first difference is.
-bool same(std::string_view presented, std::string_view expected) {
+bool constant_time_equal(std::string_view presented, std::string_view expected) {
   unsigned char diff = presented.size() == expected.size() ? 0 : 1;
   for (std::size_t i = 0; i < expected.size(); ++i) {
     auto c = i < presented.size() ? presented[i] : 0;
@@ -14,7 +11,6 @@ bool same(std::string_view presented, std::string_view expected) {
   }
   return diff == 0;
 }
-}  // namespace
 
 std::optional<std::string_view> bearer_token(std::string_view header) {
   constexpr std::string_view scheme = "bearer";
@@ -40,7 +36,7 @@ std::optional<response> require_bearer(const request_context& ctx, const std::st
     message = "the admin API is disabled: no admin token is configured (ADMIN_TOKEN)";
   else if (header.empty())
     message = "missing Authorization: Bearer <token> header";
-  else if (auto token = bearer_token(header); !token || !same(*token, expected))
+  else if (auto token = bearer_token(header); !token || !constant_time_equal(*token, expected))
     message = "invalid admin token";
   else
     return std::nullopt;
