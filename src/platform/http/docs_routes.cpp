@@ -7,10 +7,10 @@ namespace {
 
 // The document and the page change with every build and are small: revalidate each use.
 // Swagger UI's own files change only with its pinned version: keep them a day.
-constexpr std::string_view revalidate = "no-cache";
-constexpr std::string_view keep_a_day = "public, max-age=86400";
+constexpr const char* revalidate = "no-cache";
+constexpr const char* keep_a_day = "public, max-age=86400";
 
-std::string_view content_type_of(std::string_view name) {
+const char* content_type_of(std::string_view name) {
   auto ends_with = [name](std::string_view suffix) { return name.ends_with(suffix); };
   if (ends_with(".yaml"))
     return "application/yaml";
@@ -32,7 +32,7 @@ const embedded_file* find_file(std::string_view name) {
   return nullptr;
 }
 
-response file_response(const embedded_file& file, std::string_view cache_control) {
+response file_response(const embedded_file& file, const char* cache_control) {
   response res{status::ok, 11};
   res.set(beast_http::field::content_type, content_type_of(file.name));
   res.set(beast_http::field::cache_control, cache_control);
