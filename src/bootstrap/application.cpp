@@ -16,6 +16,7 @@
 #include "orders/adapters/saga_stage_handlers.hpp"
 #include "payments/adapters/circuit_breaking_gateway.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
+#include "platform/http/docs_routes.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/metrics_routes.hpp"
 #include "platform/http/router.hpp"
@@ -196,6 +197,7 @@ int application::run() {
   inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
   orders::add_dlq_routes(p.routes,
                          {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
+  http::add_docs_routes(p.routes);
 
   try {
     p.server.start();

@@ -202,6 +202,10 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
         filter.customer_id = req.query_param("customerId");
         filter.status = req.query_param("status");
         filter.limit = default_list_limit;
+        if (filter.customer_id && !is_valid_id(*filter.customer_id))
+          co_return http::error_response(
+              status::bad_request, "validation_failed", "customerId",
+              "customerId must be 1-64 characters of letters, digits, -_.:");
         if (filter.status && !known_status(*filter.status))
           co_return http::error_response(
               status::bad_request, "validation_failed", "status",
