@@ -153,12 +153,18 @@ TEST_CASE("a body whose meaning would be ambiguous is refused, naming the field"
 
   // Nesting is bounded before it can cost stack: a deep body is refused, not parsed on.
   std::string deep =
-      R"({"customerId":"c","x":)" + std::string(10000, '[') + std::string(10000, ']') + "}";
+      R"({"customerId":"c","items":)" + std::string(10000, '[') + std::string(10000, ']') + "}";
   auto too_deep = parse_order_draft(deep);
   REQUIRE(too_deep.refused);
   CHECK(too_deep.refused->error == "malformed_json");
   std::string brackets(1 << 20, '[');
   CHECK(parse_order_draft(brackets).refused->error == "malformed_json");
+
+  // Members the API does not read are ignored, whatever they hold.
+  auto extra = parse_order_draft(
+      R"({"customerId":"c","note":"a\u0000b","note":1,"x\u0000":{"y":[[[[[]]]]]},"totalAmount":1,"items":[{"productId":"p","quantity":1,"price":1,"gift":"\u0000"}]})");
+  CHECK_FALSE(extra.refused);
+  CHECK(extra.draft);
 }
 
 TEST_CASE("length limits count characters, not UTF-8 bytes", "[rules]") {

@@ -28,10 +28,11 @@ std::variant<product_update, response> parse_update(const std::string& id, std::
   namespace rj = rapidjson;
   if (!orders::is_valid_id(id))
     return bad("productId", "productId must be 1-64 characters of letters, digits, -_.:");
+  static const json::field_names read = {"name", "price", "stock", "active"};
   rj::Document typed, exact;
-  if (auto refused = json::parse_object(body, typed))
+  if (auto refused = json::parse_object(body, typed, read))
     return http::refused_body_response(*refused);
-  json::parse_object(body, exact, rj::kParseNumbersAsStringsFlag);
+  json::parse_object(body, exact, read, rj::kParseNumbersAsStringsFlag);
   product_update u;
   u.product_id = id;
   if (!typed.HasMember("name") || !typed["name"].IsString() || typed["name"].GetStringLength() == 0)

@@ -116,10 +116,13 @@ void write_order(std::string& out, const order_view& o) {
 
 draft_parse_result parse_order_draft(std::string_view body) {
   draft_parse_result result;
+  static const json::field_names read = {
+      "customerId", "customerEmail", "shippingAddress", "paymentMethod", "totalAmount",
+      "items",      "productId",     "productName",     "quantity",      "price"};
   rj::Document typed, exact;
-  if ((result.refused = json::parse_object(body, typed)))
+  if ((result.refused = json::parse_object(body, typed, read)))
     return result;
-  json::parse_object(body, exact, rj::kParseNumbersAsStringsFlag);
+  json::parse_object(body, exact, read, rj::kParseNumbersAsStringsFlag);
 
   auto& errors = result.errors;
   field_reader top{typed, exact, "", errors};

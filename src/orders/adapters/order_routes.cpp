@@ -80,8 +80,9 @@ std::variant<customer, response> parse_customer(const std::string& id, std::stri
   };
   if (!is_valid_id(id))
     return bad("customerId", "customerId must be 1-64 characters of letters, digits, -_.:");
+  static const json::field_names read = {"email", "name", "active"};
   rj::Document doc;
-  if (auto refused = json::parse_object(body, doc))
+  if (auto refused = json::parse_object(body, doc, read))
     return http::refused_body_response(*refused);
   customer c;
   c.customer_id = id;

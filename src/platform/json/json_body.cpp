@@ -25,8 +25,8 @@ std::string member_path(const std::string& parent, std::string_view key) {
 
 }  // namespace
 
-std::optional<body_problem> find_ambiguity(const rj::Value& value, const std::string& path,
-                                           int depth) {
+std::optional<body_problem> find_ambiguity(const rj::Value& value, const field_names& read,
+                                           const std::string& path, int depth) {
   if (depth > max_depth)
     return body_problem{"malformed_json", path,
                         "is nested deeper than " + std::to_string(max_depth) + " levels"};
@@ -37,37 +37,35 @@ std::optional<body_problem> find_ambiguity(const rj::Value& value, const std::st
   }
   if (value.IsArray()) {
     for (rj::SizeType i = 0; i < value.Size(); ++i)
-      if (auto problem = find_ambiguity(value[i], path + "[" + std::to_string(i) + "]", depth + 1))
+      if (auto problem =
+              find_ambiguity(value[i], read, path + "[" + std::to_string(i) + "]", depth + 1))
         return problem;
     return std::nullopt;
   }
   if (!value.IsObject())
     return std::nullopt;
-  // Objects in request bodies have a handful of keys: sorting their names is cheap.
+  // Members the API does not read are ignored, as they would be by any tolerant reader.
   std::vector<std::string_view> keys;
-  keys.reserve(value.MemberCount());
-  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
-    auto key = view(it->name);
-    if (holds_nul(key))
-      return body_problem{"validation_failed", path,
-                          path.empty()
-                              ? "object keys must not contain the NUL character (U+0000)"
-                              : "must not have a key containing the NUL character (U+0000)"};
-    keys.push_back(key);
-  }
+  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it)
+    if (std::find(read.begin(), read.end(), view(it->name)) != read.end())
+      keys.push_back(view(it->name));
   std::sort(keys.begin(), keys.end());
   if (auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end()) {
     auto field = member_path(path, *twice);
     return body_problem{"duplicate_key", field, "appears more than once in the same object"};
   }
-  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it)
-    if (auto problem = find_ambiguity(it->value, member_path(path, view(it->name)), depth + 1))
+  for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
+    auto key = view(it->name);
+    if (std::find(read.begin(), read.end(), key) == read.end())
+      continue;
+    if (auto problem = find_ambiguity(it->value, read, member_path(path, key), depth + 1))
       return problem;
+  }
   return std::nullopt;
 }
 
 std::optional<body_problem> parse_object(std::string_view body, rj::Document& document,
-                                         unsigned flags) {
+                                         const field_names& read, unsigned flags) {
   if (body.empty())
     return body_problem{"malformed_json", "", "request body is required"};
   // Iterative: the recursive parser's stack grows with the nesting, and a 1 MiB body of
@@ -84,7 +82,7 @@ std::optional<body_problem> parse_object(std::string_view body, rj::Document& do
                             std::to_string(document.GetErrorOffset())};
   if (!document.IsObject())
     return body_problem{"malformed_json", "", "request body must be a JSON object"};
-  return find_ambiguity(document, "", 0);
+  return find_ambiguity(document, read, "", 0);
 }
 
 }  // namespace op::json
