@@ -192,9 +192,15 @@ TEST_CASE("a payment that fails transiently is retried later and charged exactly
 
 TEST_CASE("a gateway that never recovers cancels the order, returns its stock and dead-letters it",
           "[fault][retry][dlq]") {
+  // This test is about the retries running out, so the circuit breaker is kept closed: the
+  // refunds that earlier tests left pending in the shared database call the same failing
+  // gateway, and an open breaker would rightly hold this payment back without using up its
+  // attempts (the circuit breaker tests cover that).
   test::pipeline_fixture p{{{"APP_RETRY_BACKOFF_DELAY", "200"},
                             {"APP_RETRY_MAX_ATTEMPTS", "2"},
-                            {"APP_PAYMENT_MAX_RETRIES", "0"}}};
+                            {"APP_PAYMENT_MAX_RETRIES", "0"},
+                            {"APP_PAYMENT_CIRCUIT_BREAKER_SLIDING_WINDOW_SIZE", "10000"},
+                            {"APP_PAYMENT_CIRCUIT_BREAKER_MINIMUM_NUMBER_OF_CALLS", "10000"}}};
   auto product = p.product("3.00", 5);
   p.gateway.control(R"({"outage":true})");
   auto id = p.order_of(product, 5, "3.00", "15.00");
