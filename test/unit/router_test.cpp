@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "dispatch.hpp"
+#include "platform/metrics/registry.hpp"
 
 using namespace op;
 using namespace op::http;
@@ -46,4 +47,22 @@ TEST_CASE("a handler that throws becomes a JSON 500, not a dropped connection", 
   auto res = run(sample_router(), verb::post, "/api/orders");
   CHECK(res.result() == status::internal_server_error);
   CHECK(res.body().find(R"("error":"internal_error")") != std::string::npos);
+}
+
+// Found by fuzz/http_request: the method label was the request's method text, so a client
+// sending made-up methods added metric series without bound.
+TEST_CASE("a method the server does not know is labelled OTHER, not by its text", "[http]") {
+  request req{verb::get, "/api/orders/1", 11};
+  req.method_string("BREW");
+  REQUIRE(req.method() == verb::unknown);
+  asio::io_context ioc;
+  response res;
+  auto r = sample_router();
+  asio::co_spawn(
+      ioc, [&]() -> asio::awaitable<void> { res = co_await r.dispatch(req); }, asio::detached);
+  ioc.run();
+  CHECK(res.result() == status::method_not_allowed);
+  auto exposed = metrics::global().expose();
+  CHECK(exposed.find(R"(method="BREW")") == std::string::npos);
+  CHECK(exposed.find(R"(method="OTHER")") != std::string::npos);
 }
