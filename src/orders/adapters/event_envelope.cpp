@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "platform/json/json_escape.hpp"
+
 namespace op::orders {
 
 std::optional<event_envelope> decode_event_envelope(std::string_view value) {
@@ -12,11 +14,16 @@ std::optional<event_envelope> decode_event_envelope(std::string_view value) {
   if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("eventId") ||
       !doc["eventId"].IsString() || !doc.HasMember("orderId") || !doc["orderId"].IsString())
     return std::nullopt;
-  event_envelope fields{doc["eventId"].GetString(), doc["orderId"].GetString()};
-  // The event id goes into a uuid column: anything else would fail the step for ever.
+  const auto& event_id = doc["eventId"];
+  const auto& order_id = doc["orderId"];
+  event_envelope fields{{event_id.GetString(), event_id.GetStringLength()},
+                        {order_id.GetString(), order_id.GetStringLength()}};
+  // The event id goes into a uuid column: anything else would fail the step for ever. The
+  // order id goes into text columns, which hold neither U+0000 nor bytes that are not UTF-8.
   static const std::string uuid_shape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
   if (fields.event_id.size() != uuid_shape.size() || fields.order_id.empty() ||
-      fields.order_id.size() > 64)
+      fields.order_id.size() > 64 || fields.order_id.find('\0') != std::string::npos ||
+      !json::is_valid_utf8(fields.order_id))
     return std::nullopt;
   for (std::size_t i = 0; i < uuid_shape.size(); ++i)
     if ((uuid_shape[i] == '-') != (fields.event_id[i] == '-') ||
@@ -32,7 +39,8 @@ std::vector<std::pair<std::string, std::string>> decode_headers_json(std::string
   if (!headers.HasParseError() && headers.IsObject())
     for (const auto& h : headers.GetObject())
       if (h.value.IsString())
-        out.emplace_back(h.name.GetString(), h.value.GetString());
+        out.emplace_back(std::string(h.name.GetString(), h.name.GetStringLength()),
+                         std::string(h.value.GetString(), h.value.GetStringLength()));
   return out;
 }
 
