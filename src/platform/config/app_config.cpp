@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 namespace op::config {
@@ -377,26 +379,31 @@ env_lookup process_environment() {
   };
 }
 
-app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env) {
-  YAML::Node root;
-  if (yaml_path) {
-    try {
-      root = YAML::LoadFile(*yaml_path);
-    } catch (const YAML::BadFile&) {
-      throw config_error(fmt::format("cannot read configuration file '{}'", *yaml_path));
-    } catch (const YAML::Exception& e) {
-      throw config_error(fmt::format("{}: {}", *yaml_path, e.what()));
-    }
-  }
-  return build(root, env);
-}
-
-app_config load_from_string(const std::string& yaml_text, const env_lookup& env) {
+namespace {
+// Both entry points: a YAML error, while parsing or while reading the parsed nodes (a key
+// that is not a scalar, say), is a config_error like any other.
+app_config load_text(const std::string& yaml_text, const env_lookup& env,
+                     const std::string& origin) {
   try {
     return build(YAML::Load(yaml_text), env);
   } catch (const YAML::Exception& e) {
-    throw config_error(e.what());
+    throw config_error(origin + e.what());
   }
+}
+}  // namespace
+
+app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env) {
+  if (!yaml_path)
+    return build(YAML::Node(), env);
+  std::ifstream in(*yaml_path, std::ios::binary);
+  if (!in.is_open())
+    throw config_error(fmt::format("cannot read configuration file '{}'", *yaml_path));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return load_text(text, env, *yaml_path + ": ");
+}
+
+app_config load_from_string(const std::string& yaml_text, const env_lookup& env) {
+  return load_text(yaml_text, env, "");
 }
 
 std::string describe_keys() {
