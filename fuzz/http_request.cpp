@@ -281,7 +281,8 @@ void check_answer(const request& req, const response& res) {
             allow.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
         bool routed = false;
         for (const auto* spec : shaped)
-          routed |= name == std::string(beast_http::to_string(spec->method));
+          routed |= name == std::string(beast_http::to_string(spec->method)) ||
+                    (name == "HEAD" && spec->method == verb::get);  // HEAD answered like GET
         FUZZ_CHECK(routed, "Allow: " + allow);
         if (comma == std::string::npos)
           break;
