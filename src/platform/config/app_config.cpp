@@ -156,13 +156,21 @@ std::vector<std::string> env_names(const key_spec& spec) {
   return names;
 }
 
+// A configuration has a hundred keys or so; aliases (&a / *a) nested a few levels deep expand
+// into millions of entries, which are refused rather than walked.
+constexpr std::size_t max_entries = 10'000;
+
 void flatten(const YAML::Node& node, const std::string& prefix,
-             std::map<std::string, std::string>& out) {
+             std::map<std::string, std::string>& out, std::size_t& entries) {
+  if (++entries > max_entries)
+    throw config_error(fmt::format(
+        "the configuration has more than {} entries (aliases expanding into each other?)",
+        max_entries));
   switch (node.Type()) {
     case YAML::NodeType::Map:
       for (const auto& entry : node) {
         auto key = entry.first.as<std::string>();
-        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out);
+        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out, entries);
       }
       break;
     case YAML::NodeType::Sequence: {
@@ -254,7 +262,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   if (root && !root.IsNull()) {
     if (!root.IsMap())
       throw config_error("configuration root must be a mapping");
-    flatten(root, "", given);
+    std::size_t entries = 0;
+    flatten(root, "", given, entries);
   }
   // A topic may be written as `order-placed: orders.placed` (the seed's shape) or as a
   // mapping with name and partitions (the shape its troubleshooting section shows).
