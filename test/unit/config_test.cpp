@@ -137,3 +137,10 @@ TEST_CASE("aliases that expand into millions of entries are refused at once", "[
   CHECK(c.http.port == 7000);
   CHECK(c.http.read_timeout == std::chrono::milliseconds(7000));
 }
+
+// Found by fuzz/config_loader (a stack overflow, from the input above mutated): an alias
+// inside its own anchor makes a cycle, which the loader followed until the stack ran out.
+TEST_CASE("an alias inside its own anchor is refused, not followed for ever", "[config]") {
+  CHECK_THROWS_WITH(load_from_string("server: &s {port: *s}\n", env_of({})),
+                    Catch::Contains("nested more than 32 levels"));
+}

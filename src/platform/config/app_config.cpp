@@ -156,21 +156,26 @@ std::vector<std::string> env_names(const key_spec& spec) {
   return names;
 }
 
-// A configuration has a hundred keys or so; aliases (&a / *a) nested a few levels deep expand
-// into millions of entries, which are refused rather than walked.
+// A configuration has a hundred keys or so, nested five deep. Aliases (&a / *a) can make
+// far more: nested a few levels deep they expand into millions of entries, and an alias
+// inside its own anchor (&a {p: *a}) into a cycle. Both are refused rather than walked.
 constexpr std::size_t max_entries = 10'000;
+constexpr std::size_t max_depth = 32;
 
 void flatten(const YAML::Node& node, const std::string& prefix,
-             std::map<std::string, std::string>& out, std::size_t& entries) {
+             std::map<std::string, std::string>& out, std::size_t& entries, std::size_t depth = 0) {
   if (++entries > max_entries)
     throw config_error(fmt::format(
         "the configuration has more than {} entries (aliases expanding into each other?)",
         max_entries));
+  if (depth > max_depth)
+    throw config_error(fmt::format("{}: nested more than {} levels deep (an alias inside itself?)",
+                                   prefix.substr(0, 200), max_depth));
   switch (node.Type()) {
     case YAML::NodeType::Map:
       for (const auto& entry : node) {
         auto key = entry.first.as<std::string>();
-        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out, entries);
+        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out, entries, depth + 1);
       }
       break;
     case YAML::NodeType::Sequence: {
