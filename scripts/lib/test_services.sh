@@ -1,5 +1,6 @@
-# Starts the 'test' instance's PostgreSQL and Kafka (fresh) and exports what the integration,
-# e2e and fault tests read. Source it after common.sh; call start_test_services, and
+# Starts the 'test' instance's PostgreSQL and Kafka (fresh; PG_PORT, KAFKA_PORT and
+# KAFKA_CONTROLLER_PORT move them) and exports what the integration, e2e and fault tests read
+# (TEST_LOG_DIR is kept when set). Source it after common.sh; call start_test_services, and
 # stop_test_services from the caller's EXIT trap.
 # shellcheck shell=bash
 
@@ -12,7 +13,7 @@ start_test_services() {
   TEST_DB_URL="$("$REPO_ROOT/scripts/infra/postgres" url test)"
   export TEST_DB_URL
   export TEST_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
-  export TEST_LOG_DIR="$REPO_ROOT/build/test-logs"
+  export TEST_LOG_DIR="${TEST_LOG_DIR:-$REPO_ROOT/build/test-logs}"
   mkdir -p "$TEST_LOG_DIR"
 }
 

@@ -193,6 +193,31 @@ TEST_CASE("length limits count characters, not UTF-8 bytes", "[rules]") {
                                  "items[0].productName: must be at most 200 characters"});
 }
 
+// Found by fuzz/order_body: a quantity that is no number and no string was read as a string
+// (RapidJSON's GetString on a bool, object or array: an assertion, undefined behaviour
+// without one).
+TEST_CASE("a quantity of another JSON type is refused, never read as text", "[rules][json]") {
+  for (const char* quantity : {"true", "false", "{}", "[]", "{\"5\":5}", "[5]", "\"5\""})
+    CHECK(parse_errors(
+              std::string(R"({"customerId":"c","totalAmount":1,"items":[{"productId":"p",)") +
+              R"("price":1,"quantity":)" + quantity + "}]}") ==
+          std::vector<std::string>{"items[0].quantity: must be a positive integer"});
+}
+
+// Found by fuzz/order_body: a lone low surrogate escape passed RapidJSON's encoding check and
+// became bytes that are not UTF-8, which PostgreSQL refuses (a 500 instead of a 400).
+TEST_CASE("a string that decodes to bytes that are not UTF-8 is refused", "[rules][json]") {
+  CHECK(parse_errors(R"({"customerId":"c","shippingAddress":"x\udc00","totalAmount":1,)"
+                     R"("items":[{"productId":"p","productName":"\ud41d\ude00","quantity":1,)"
+                     R"("price":1}]})") ==
+        std::vector<std::string>{"shippingAddress: must be valid Unicode text",
+                                 "items[0].productName: must be valid Unicode text"});
+  auto ok = parse_order_draft(
+      R"({"customerId":"c","shippingAddress":"\ud83d\ude00","totalAmount":1,"items":[]})");
+  REQUIRE(ok.draft);
+  CHECK(ok.draft->shipping_address == "\xf0\x9f\x98\x80");
+}
+
 TEST_CASE("the placement answer carries the seed's message", "[json]") {
   CHECK(
       placement_json("ORD-1", "PLACED") ==

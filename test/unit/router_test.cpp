@@ -4,6 +4,7 @@
 
 #include "dispatch.hpp"
 #include "platform/http/bearer_auth.hpp"
+#include "platform/metrics/registry.hpp"
 
 using namespace op;
 using namespace op::http;
@@ -160,4 +161,22 @@ TEST_CASE("the Bearer scheme is case-insensitive; the token is not", "[http][aut
   CHECK(check_token("Bearer S3CRET"));
   CHECK(check_token("")->result() == status::unauthorized);
   CHECK(check_token("Basic s3cret")->result() == status::unauthorized);
+}
+
+// Found by fuzz/http_request: the method label was the request's method text, so a client
+// sending made-up methods added metric series without bound.
+TEST_CASE("a method the server does not know is labelled OTHER, not by its text", "[http]") {
+  request req{verb::get, "/api/orders/1", 11};
+  req.method_string("BREW");
+  REQUIRE(req.method() == verb::unknown);
+  asio::io_context ioc;
+  response res;
+  auto r = sample_router();
+  asio::co_spawn(
+      ioc, [&]() -> asio::awaitable<void> { res = co_await r.dispatch(req); }, asio::detached);
+  ioc.run();
+  CHECK(res.result() == status::method_not_allowed);
+  auto exposed = metrics::global().expose();
+  CHECK(exposed.find(R"(method="BREW")") == std::string::npos);
+  CHECK(exposed.find(R"(method="OTHER")") != std::string::npos);
 }

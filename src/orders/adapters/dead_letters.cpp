@@ -1,8 +1,8 @@
 #include "orders/adapters/dead_letters.hpp"
 
 #include <fmt/format.h>
-#include <rapidjson/document.h>
 
+#include "orders/adapters/event_envelope.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/metrics/registry.hpp"
 #include "platform/outbox/outbox.hpp"
@@ -184,12 +184,7 @@ void dead_letter_queue::reinject(pqxx::work& tx, const dead_letter& entry) const
   replay.raw_value = entry.payload;
   // The original headers (event-id included, so stages still drop true duplicates), plus the
   // entry the message came from.
-  rapidjson::Document original;
-  original.Parse<rapidjson::kParseIterativeFlag>(entry.headers_json.c_str());
-  if (!original.HasParseError() && original.IsObject())
-    for (const auto& h : original.GetObject())
-      if (h.value.IsString())
-        replay.headers.emplace_back(h.name.GetString(), h.value.GetString());
+  replay.headers = decode_headers_json(entry.headers_json);
   replay.headers.emplace_back(replay_header, std::to_string(entry.id));
   tx.exec_prepared("dlq_mark_replayed", entry.id);
   outbox::append(tx, replay);

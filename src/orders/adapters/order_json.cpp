@@ -43,7 +43,14 @@ struct field_reader {
       errors.push_back({path(name), "must be a string"});
       return {};
     }
-    return {v->GetString(), v->GetStringLength()};
+    std::string out(v->GetString(), v->GetStringLength());
+    // RapidJSON decodes the escape of a low surrogate that follows no high one into bytes
+    // that are not UTF-8, which no text column takes.
+    if (!json::is_valid_utf8(out)) {
+      errors.push_back({path(name), "must be valid Unicode text"});
+      return {};
+    }
+    return out;
   }
 
   money amount(const char* name) {
@@ -70,7 +77,8 @@ struct field_reader {
       errors.push_back({path(name), "is required"});
       return 0;
     }
-    auto text = exact_text(name);
+    // Only a number has exact text: anything else (true, {}, []) is refused before reading it.
+    auto text = v->IsNumber() ? exact_text(name) : std::string_view();
     std::int64_t out = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
     if (!v->IsNumber() || ec != std::errc{} || end != text.data() + text.size()) {

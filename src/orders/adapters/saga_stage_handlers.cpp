@@ -1,11 +1,11 @@
 #include "orders/adapters/saga_stage_handlers.hpp"
 
 #include <fmt/format.h>
-#include <rapidjson/document.h>
 
 #include <random>
 #include <set>
 
+#include "orders/adapters/event_envelope.hpp"
 #include "orders/adapters/order_json.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "platform/json/json_escape.hpp"
@@ -405,27 +405,6 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " ORDER BY step_started_at LIMIT $5");
 }
 
-std::optional<saga_stage_handlers::envelope_fields> saga_stage_handlers::decode(
-    const kafka::consumed_message& message) {
-  rapidjson::Document doc;
-  // Iterative: a poison pill nested a million levels deep must not overflow the stack.
-  doc.Parse<rapidjson::kParseIterativeFlag>(message.value.data(), message.value.size());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("eventId") ||
-      !doc["eventId"].IsString() || !doc.HasMember("orderId") || !doc["orderId"].IsString())
-    return std::nullopt;
-  envelope_fields fields{{doc["eventId"].GetString(), doc["eventId"].GetStringLength()},
-                         {doc["orderId"].GetString(), doc["orderId"].GetStringLength()}};
-  // The event id goes into a uuid column: anything else would fail the step for ever.
-  static const std::string uuid_shape = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
-  if (fields.event_id.size() != uuid_shape.size() || !is_valid_id(fields.order_id))
-    return std::nullopt;
-  for (std::size_t i = 0; i < uuid_shape.size(); ++i)
-    if ((uuid_shape[i] == '-') != (fields.event_id[i] == '-') ||
-        (uuid_shape[i] == 'x' && !std::isxdigit(static_cast<unsigned char>(fields.event_id[i]))))
-      return std::nullopt;
-  return fields;
-}
-
 double saga_stage_handlers::unit_random() {
   thread_local std::mt19937_64 engine{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
@@ -484,7 +463,7 @@ asio::awaitable<void> saga_stage_handlers::run_step(const char* consumer,
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   };
-  auto envelope = decode(message);
+  auto envelope = decode_event_envelope(message.value);
   if (!envelope) {
     // A poison pill: park it at once and let the partition flow on.
     std::function<void()> park = [&] {
@@ -846,12 +825,8 @@ std::vector<stage_retry> saga_stage_handlers::claim_due_retries(int limit) {
       retry.message.offset = r[6].as<std::int64_t>();
       retry.message.key = r[7].as<std::string>();
       retry.message.value = pg::from_hex(r[8].c_str());
-      rapidjson::Document headers;
-      headers.Parse<rapidjson::kParseIterativeFlag>(r[9].c_str());
-      if (!headers.HasParseError() && headers.IsObject())
-        for (const auto& h : headers.GetObject())
-          if (h.value.IsString())
-            retry.message.headers[h.name.GetString()] = h.value.GetString();
+      for (auto& [name, value] : decode_headers_json(r[9].c_str()))
+        retry.message.headers[name] = std::move(value);
       out.push_back(std::move(retry));
     }
     tx.commit();
@@ -1019,7 +994,7 @@ asio::awaitable<void> saga_stage_handlers::pay(const kafka::consumed_message& me
 
 asio::awaitable<void> saga_stage_handlers::pay_step(const kafka::consumed_message& message,
                                                     const stage_retry* retry) {
-  auto envelope = decode(message);
+  auto envelope = decode_event_envelope(message.value);
   if (!envelope) {
     const step_effect nothing;
     co_await run_step(pay_consumer, message, nothing, retry);

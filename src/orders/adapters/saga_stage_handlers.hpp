@@ -164,12 +164,6 @@ class saga_stage_handlers {
   // What a batch's transaction writes once every step has decided.
   struct step_writes;
 
-  struct envelope_fields {
-    std::string event_id;
-    std::string order_id;
-  };
-  static std::optional<envelope_fields> decode(const kafka::consumed_message& message);
-
   asio::awaitable<void> run_step(const char* consumer, const kafka::consumed_message& message,
                                  const step_effect& effect, const stage_retry* retry);
   asio::awaitable<void> pay_step(const kafka::consumed_message& message, const stage_retry* retry);

@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 namespace op::config {
@@ -163,13 +165,26 @@ std::vector<std::string> env_names(const key_spec& spec) {
   return names;
 }
 
+// A configuration has a hundred keys or so, nested five deep. Aliases (&a / *a) can make
+// far more: nested a few levels deep they expand into millions of entries, and an alias
+// inside its own anchor (&a {p: *a}) into a cycle. Both are refused rather than walked.
+constexpr std::size_t max_entries = 10'000;
+constexpr std::size_t max_depth = 32;
+
 void flatten(const YAML::Node& node, const std::string& prefix,
-             std::map<std::string, std::string>& out) {
+             std::map<std::string, std::string>& out, std::size_t& entries, std::size_t depth = 0) {
+  if (++entries > max_entries)
+    throw config_error(fmt::format(
+        "the configuration has more than {} entries (aliases expanding into each other?)",
+        max_entries));
+  if (depth > max_depth)
+    throw config_error(fmt::format("{}: nested more than {} levels deep (an alias inside itself?)",
+                                   prefix.substr(0, 200), max_depth));
   switch (node.Type()) {
     case YAML::NodeType::Map:
       for (const auto& entry : node) {
         auto key = entry.first.as<std::string>();
-        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out);
+        flatten(entry.second, prefix.empty() ? key : prefix + "." + key, out, entries, depth + 1);
       }
       break;
     case YAML::NodeType::Sequence: {
@@ -261,7 +276,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   if (root && !root.IsNull()) {
     if (!root.IsMap())
       throw config_error("configuration root must be a mapping");
-    flatten(root, "", given);
+    std::size_t entries = 0;
+    flatten(root, "", given, entries);
   }
   // A topic may be written as `order-placed: orders.placed` (the seed's shape) or as a
   // mapping with name and partitions (the shape its troubleshooting section shows).
@@ -390,26 +406,31 @@ env_lookup process_environment() {
   };
 }
 
-app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env) {
-  YAML::Node root;
-  if (yaml_path) {
-    try {
-      root = YAML::LoadFile(*yaml_path);
-    } catch (const YAML::BadFile&) {
-      throw config_error(fmt::format("cannot read configuration file '{}'", *yaml_path));
-    } catch (const YAML::Exception& e) {
-      throw config_error(fmt::format("{}: {}", *yaml_path, e.what()));
-    }
-  }
-  return build(root, env);
-}
-
-app_config load_from_string(const std::string& yaml_text, const env_lookup& env) {
+namespace {
+// Both entry points: a YAML error, while parsing or while reading the parsed nodes (a key
+// that is not a scalar, say), is a config_error like any other.
+app_config load_text(const std::string& yaml_text, const env_lookup& env,
+                     const std::string& origin) {
   try {
     return build(YAML::Load(yaml_text), env);
   } catch (const YAML::Exception& e) {
-    throw config_error(e.what());
+    throw config_error(origin + e.what());
   }
+}
+}  // namespace
+
+app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env) {
+  if (!yaml_path)
+    return build(YAML::Node(), env);
+  std::ifstream in(*yaml_path, std::ios::binary);
+  if (!in.is_open())
+    throw config_error(fmt::format("cannot read configuration file '{}'", *yaml_path));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return load_text(text, env, *yaml_path + ": ");
+}
+
+app_config load_from_string(const std::string& yaml_text, const env_lookup& env) {
+  return load_text(yaml_text, env, "");
 }
 
 std::string describe_keys() {

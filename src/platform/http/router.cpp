@@ -102,7 +102,11 @@ asio::awaitable<response> router::dispatch(const request& req) const {
     res.content_length(length);
   }
   auto& registry = metrics::global();
-  std::string method(req.method_string());
+  // Labels come from bounded sets: a method Beast does not know is any token a client sent,
+  // and each would add series for ever.
+  std::string method = req.method() == verb::unknown
+                           ? std::string("OTHER")
+                           : std::string(beast_http::to_string(req.method()));
   registry
       .get_counter(
           "http_server_requests_total", "HTTP requests answered.",

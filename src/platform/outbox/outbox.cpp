@@ -23,11 +23,18 @@ void prepare_statements(pqxx::connection& connection) {
 }
 
 std::string headers_json(const std::vector<std::pair<std::string, std::string>>& headers) {
+  // Header bytes are anyone's: jsonb refuses U+0000, so a NUL is kept as U+FFFD, as bytes
+  // that are not UTF-8 are (json::quoted).
+  auto text = [](std::string s) {
+    for (std::size_t at = s.find('\0'); at != std::string::npos; at = s.find('\0', at))
+      s.replace(at, 1, "\xEF\xBF\xBD");
+    return json::quoted(s);
+  };
   std::string out = "{";
   for (const auto& [name, value] : headers) {
     if (out.size() > 1)
       out += ',';
-    out += json::quoted(name) + ':' + json::quoted(value);
+    out += text(name) + ':' + text(value);
   }
   return out + '}';
 }
