@@ -237,7 +237,10 @@ void check_answer(const request& req, const response& res) {
     if (shape_matches(spec.pattern, segments))
       shaped.push_back(&spec);
 
-  if (code != 200)
+  // A HEAD answer carries GET's headers and no body; any other error answer is error JSON.
+  if (req.method() == verb::head)
+    FUZZ_CHECK(res.body().empty() && res.has_content_length(), std::to_string(code));
+  else if (code != 200)
     FUZZ_CHECK(fuzz::is_error_json(res.body()), std::to_string(code) + " " + res.body());
 
   switch (code) {

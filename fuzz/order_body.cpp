@@ -2,7 +2,8 @@
 // it (check) and handles its amounts (money).
 //
 // Properties, beyond not crashing:
-// - the parse answer has one shape: malformed (with a message), or a draft, or errors, each
+// - the parse answer has one shape: refused (malformed, a duplicate key or U+0000, with a
+//   rule, and a field unless the body as a whole is at fault), or a draft, or errors, each
 //   naming a field and a rule; parsing the same bytes twice gives the same answer;
 // - no violation of a draft has an empty field or rule, and each names a field of the order;
 // - an accepted draft keeps every promise of the README (ids, counts, quantities, lengths);
@@ -182,7 +183,9 @@ bool same(const order_draft& a, const order_draft& b) {
 }
 
 bool same(const draft_parse_result& a, const draft_parse_result& b) {
-  if (a.malformed != b.malformed || a.malformed_message != b.malformed_message ||
+  if (a.refused.has_value() != b.refused.has_value() ||
+      (a.refused && (a.refused->error != b.refused->error || a.refused->field != b.refused->field ||
+                     a.refused->rule != b.refused->rule)) ||
       a.draft.has_value() != b.draft.has_value() || a.errors.size() != b.errors.size())
     return false;
   for (std::size_t i = 0; i < a.errors.size(); ++i)
@@ -216,9 +219,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   auto parsed = parse_order_draft(body);
   FUZZ_CHECK(same(parsed, parse_order_draft(body)), "two parses of one body differ");
-  if (parsed.malformed) {
-    FUZZ_CHECK(!parsed.draft && parsed.errors.empty() && !parsed.malformed_message.empty(),
-               parsed.malformed_message);
+  if (parsed.refused) {
+    const auto& refused = *parsed.refused;
+    FUZZ_CHECK(!parsed.draft && parsed.errors.empty() && !refused.rule.empty(), refused.message());
+    FUZZ_CHECK(refused.error == "malformed_json" || refused.error == "duplicate_key" ||
+                   refused.error == "validation_failed",
+               refused.error);
+    FUZZ_CHECK(refused.error == "malformed_json" || !refused.field.empty(), refused.message());
     return 0;
   }
   FUZZ_CHECK(parsed.draft.has_value() == parsed.errors.empty(),
@@ -257,6 +264,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto json = to_json(draft);
   auto reread = parse_order_draft(json);
   FUZZ_CHECK(reread.draft && same(*reread.draft, draft),
-             json + (reread.malformed ? " is malformed: " + reread.malformed_message : ""));
+             json + (reread.refused ? " is refused: " + reread.refused->message() : ""));
   return 0;
 }
