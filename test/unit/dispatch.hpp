@@ -7,8 +7,14 @@
 
 namespace op::test {
 
-inline http::response dispatch(const http::router& r, http::verb method, std::string target) {
+// `content_type` and `body`, when given, are sent as a client would (Content-Length set).
+inline http::response dispatch(const http::router& r, http::verb method, std::string target,
+                               std::string content_type = "", std::string body = "") {
   http::request req{method, target, 11};
+  if (!content_type.empty())
+    req.set(http::beast_http::field::content_type, content_type);
+  req.body() = std::move(body);
+  req.prepare_payload();
   asio::io_context ioc;
   http::response out;
   asio::co_spawn(

@@ -51,21 +51,6 @@ TEST_CASE("a handler that throws becomes a JSON 500, not a dropped connection", 
 }
 
 namespace {
-response send(const router& r, verb method, std::string target, std::string content_type = "",
-              std::string body = "") {
-  http::request req{method, target, 11};
-  if (!content_type.empty())
-    req.set(beast_http::field::content_type, content_type);
-  req.body() = std::move(body);
-  req.prepare_payload();
-  asio::io_context ioc;
-  response out;
-  asio::co_spawn(
-      ioc, [&]() -> asio::awaitable<void> { out = co_await r.dispatch(req); }, asio::detached);
-  ioc.run();
-  return out;
-}
-
 router admin_like_router() {
   router r;
   auto answer = [](std::string text) {
@@ -118,18 +103,19 @@ TEST_CASE("HEAD is answered wherever GET is, with GET's headers and no body", "[
 TEST_CASE("a request body that is not JSON gets 415 before any handler runs", "[http]") {
   auto r = admin_like_router();
   const std::string body = R"({"name":"x","price":1,"stock":1})";
-  CHECK(send(r, verb::put, "/api/admin/products/p1", "application/json", body).result() ==
+  CHECK(test::dispatch(r, verb::put, "/api/admin/products/p1", "application/json", body).result() ==
         status::ok);
   for (auto type : {"application/json; charset=utf-8", "Application/JSON;Charset=\"UTF-8\""})
-    CHECK(send(r, verb::put, "/api/admin/products/p1", type, body).result() == status::ok);
+    CHECK(test::dispatch(r, verb::put, "/api/admin/products/p1", type, body).result() ==
+          status::ok);
   for (auto type : {"", "text/plain", "application/x-www-form-urlencoded",
                     "application/json; charset=latin1", "application/jsonx"}) {
-    auto res = send(r, verb::put, "/api/admin/products/p1", type, body);
+    auto res = test::dispatch(r, verb::put, "/api/admin/products/p1", type, body);
     CHECK(res.result() == status::unsupported_media_type);
     CHECK(res.body().find(R"("field":"Content-Type")") != std::string::npos);
   }
   // No body, nothing to type: a replay takes none.
-  CHECK(send(r, verb::post, "/api/admin/dlq/7/replay").result() == status::ok);
+  CHECK(test::dispatch(r, verb::post, "/api/admin/dlq/7/replay").result() == status::ok);
 }
 
 TEST_CASE("the JSON media type is recognised in any case, with a UTF-8 charset only", "[http]") {

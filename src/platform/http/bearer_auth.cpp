@@ -1,7 +1,5 @@
 #include "platform/http/bearer_auth.hpp"
 
-#include <cctype>
-
 namespace op::http {
 bool constant_time_equal(std::string_view presented, std::string_view expected) {
   unsigned char diff = presented.size() == expected.size() ? 0 : 1;
@@ -13,12 +11,10 @@ bool constant_time_equal(std::string_view presented, std::string_view expected) 
 }
 
 std::optional<std::string_view> bearer_token(std::string_view header) {
-  constexpr std::string_view scheme = "bearer";
-  if (header.size() <= scheme.size())
+  constexpr std::string_view scheme = "Bearer";
+  if (header.size() <= scheme.size() ||
+      !equals_ignoring_case(header.substr(0, scheme.size()), scheme))
     return std::nullopt;
-  for (std::size_t i = 0; i < scheme.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(header[i])) != scheme[i])
-      return std::nullopt;
   auto rest = header.substr(scheme.size());
   if (rest.front() != ' ')
     return std::nullopt;

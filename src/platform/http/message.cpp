@@ -38,6 +38,11 @@ response error_response(status code, std::string_view error, std::optional<std::
   return json_response(code, std::move(body));
 }
 
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
+                               boost::beast::string_view(b.data(), b.size()));
+}
+
 response refused_body_response(const json::body_problem& problem) {
   std::optional<std::string_view> field;
   if (!problem.field.empty())

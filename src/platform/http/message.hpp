@@ -43,6 +43,10 @@ response text_response(status code, std::string body);
 response error_response(status code, std::string_view error, std::optional<std::string_view> field,
                         std::string_view message);
 
+// ASCII case-insensitive equality, as HTTP compares auth schemes and media types
+// (Beast's iequals on std::string_view).
+bool equals_ignoring_case(std::string_view a, std::string_view b);
+
 // 400 for a body refused before its fields are read (see platform/json/json_body.hpp); a
 // broken rule also carries the `violations` list every validation error has.
 response refused_body_response(const json::body_problem& problem);

@@ -122,19 +122,24 @@ asio::awaitable<response> router::dispatch(const request& req) const {
 
 namespace {
 
-// A route's pattern matches the path when every literal segment is equal; `params` gets the
-// decoded values of the {name} segments.
-bool match(const std::vector<std::string>& pattern, const std::vector<std::string>& path,
-           std::map<std::string, std::string>& params) {
+// A route's pattern matches the path when every literal segment is equal.
+bool match(const std::vector<std::string>& pattern, const std::vector<std::string>& path) {
   if (pattern.size() != path.size())
     return false;
-  for (std::size_t i = 0; i < path.size(); ++i) {
+  for (std::size_t i = 0; i < path.size(); ++i)
+    if (!is_param(pattern[i]) && pattern[i] != path[i])
+      return false;
+  return true;
+}
+
+// The decoded values of the {name} segments of a pattern that matches `path`.
+std::map<std::string, std::string> path_params(const std::vector<std::string>& pattern,
+                                               const std::vector<std::string>& path) {
+  std::map<std::string, std::string> params;
+  for (std::size_t i = 0; i < path.size(); ++i)
     if (is_param(pattern[i]))
       params[pattern[i].substr(1, pattern[i].size() - 2)] = percent_decode(path[i]);
-    else if (pattern[i] != path[i])
-      return false;
-  }
-  return true;
+  return params;
 }
 
 // Of two patterns matching one path, the one whose first differing segment is a literal
@@ -155,12 +160,6 @@ bool takes_body(verb method) {
 }  // namespace
 
 bool is_json_media_type(std::string_view content_type) {
-  auto lower = [](std::string_view text) {
-    std::string out(text);
-    for (auto& c : out)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-  };
   auto trim = [](std::string_view text) {
     while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
       text.remove_prefix(1);
@@ -169,7 +168,7 @@ bool is_json_media_type(std::string_view content_type) {
     return text;
   };
   auto semicolon = content_type.find(';');
-  if (lower(trim(content_type.substr(0, semicolon))) != "application/json")
+  if (!equals_ignoring_case(trim(content_type.substr(0, semicolon)), "application/json"))
     return false;
   // JSON is UTF-8 (RFC 8259); a charset parameter may only say so.
   while (semicolon != std::string_view::npos) {
@@ -180,11 +179,11 @@ bool is_json_media_type(std::string_view content_type) {
     if (!parameter.empty()) {
       if (eq == std::string_view::npos)
         return false;
-      auto name = lower(trim(parameter.substr(0, eq)));
-      auto value = lower(trim(parameter.substr(eq + 1)));
+      auto name = trim(parameter.substr(0, eq));
+      auto value = trim(parameter.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
         value = value.substr(1, value.size() - 2);
-      if (name == "charset" && value != "utf-8")
+      if (equals_ignoring_case(name, "charset") && !equals_ignoring_case(value, "utf-8"))
         return false;
     }
     semicolon = next == std::string_view::npos ? next : semicolon + 1 + next;
@@ -200,11 +199,9 @@ asio::awaitable<response> router::route_request(const request& req, std::string&
 
   // The most specific pattern matching the path decides; HEAD is answered by GET's handler.
   const std::vector<std::string>* best = nullptr;
-  for (const auto& r : routes_) {
-    std::map<std::string, std::string> ignored;
-    if (match(r.segments, segments, ignored) && (!best || more_specific(r.segments, *best)))
+  for (const auto& r : routes_)
+    if (match(r.segments, segments) && (!best || more_specific(r.segments, *best)))
       best = &r.segments;
-  }
   if (!best)
     co_return error_response(status::not_found, "not_found", std::nullopt,
                              fmt::format("no such resource: {}", path));
@@ -240,9 +237,7 @@ asio::awaitable<response> router::route_request(const request& req, std::string&
                        : fmt::format("Content-Type must be application/json, not {}",
                                      std::string_view(type.data(), type.size())));
   }
-  std::map<std::string, std::string> params;
-  match(chosen->segments, segments, params);
-  request_context ctx{req, std::move(params), std::move(query)};
+  request_context ctx{req, path_params(chosen->segments, segments), std::move(query)};
   try {
     co_return co_await chosen->h(ctx);
   } catch (const std::exception& e) {
