@@ -248,6 +248,12 @@ int application::run() {
           return;
       }
     }
+    std::vector<std::string> written_topics;
+    for (const auto& t : c.kafka.all_topics())
+      written_topics.push_back(t.name);
+    if (auto unknown = p.producer.prepare_topics(written_topics, 5s); !unknown.empty())
+      logger->warn("no metadata yet for {}: their first events may wait for it",
+                   fmt::join(unknown, ", "));
     p.relay.start();
     for (auto& consumer : p.consumers)
       consumer->start();

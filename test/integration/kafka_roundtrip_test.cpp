@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "platform/kafka/kafka_admin.hpp"
+#include "platform/kafka/producer.hpp"
 #include "support/test_environment.hpp"
 
 using namespace op;
@@ -70,4 +71,18 @@ TEST_CASE("the probe reports an unreachable broker with a reason", "[kafka]") {
   auto failure = admin.probe(1s);
   REQUIRE(failure.has_value());
   CHECK_FALSE(failure->empty());
+}
+
+TEST_CASE("the producer looks up the topics it will write before their first message", "[kafka]") {
+  kafka::kafka_admin admin(test::kafka_brokers());
+  auto existing = test::unique_name("prepared");
+  REQUIRE(admin.ensure_topics({{existing, 3, 1}}, 10s) == std::vector<std::string>{existing});
+  auto missing = test::unique_name("never-created");  // auto-creation is off on the test broker
+
+  kafka::producer producer(test::kafka_brokers(), 10s);
+  CHECK(producer.prepare_topics({existing, missing}, 5s) == std::vector<std::string>{missing});
+
+  // A prepared topic takes messages like any other.
+  auto delivered = producer.send_batch({{existing, "order-1", R"({"prepared":true})", {}}});
+  CHECK(delivered == std::vector<bool>{true});
 }

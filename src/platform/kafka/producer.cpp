@@ -64,6 +64,33 @@ producer::producer(const std::string& bootstrap_servers, std::chrono::millisecon
 producer::~producer() {
   if (producer_)
     producer_->flush(2000);
+  prepared_topics_.clear();  // before the handle they belong to
+}
+
+std::vector<std::string> producer::prepare_topics(const std::vector<std::string>& topics,
+                                                  std::chrono::milliseconds timeout) {
+  std::vector<std::string> unknown;
+  for (const auto& name : topics) {
+    std::string err;
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(producer_.get(), name, nullptr, err));
+    RdKafka::Metadata* raw = nullptr;
+    bool known =
+        topic && producer_->metadata(false, topic.get(), &raw, static_cast<int>(timeout.count())) ==
+                     RdKafka::ERR_NO_ERROR;
+    std::unique_ptr<RdKafka::Metadata> metadata(raw);
+    // The call succeeds for a topic the cluster does not have; the topic's own entry says so.
+    if (known) {
+      const auto* topics_found = metadata->topics();
+      known = topics_found->size() == 1 && topics_found->front()->err() == RdKafka::ERR_NO_ERROR &&
+              !topics_found->front()->partitions()->empty();
+    }
+    if (!known)
+      unknown.push_back(name);
+    if (topic)
+      prepared_topics_.push_back(std::move(topic));
+  }
+  return unknown;
 }
 
 std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& messages) {

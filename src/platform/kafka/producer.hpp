@@ -10,7 +10,8 @@
 
 namespace RdKafka {
 class Producer;
-}
+class Topic;
+}  // namespace RdKafka
 
 namespace op::kafka {
 
@@ -40,6 +41,13 @@ class producer {
   // messages[i] was acknowledged by the cluster.
   std::vector<bool> send_batch(const std::vector<outgoing_message>& messages);
 
+  // Learns the partitions of the topics it will write before their first message, and
+  // returns the topics it could not look up within `timeout`. Without it librdkafka looks a
+  // topic up only on its 1-second topic scan after the first produce() names it, so after
+  // every start the first event of each topic, and the batch waiting with it, stalled up to 1 s.
+  std::vector<std::string> prepare_topics(const std::vector<std::string>& topics,
+                                          std::chrono::milliseconds timeout);
+
   // Waits for everything in flight; returns false when some did not make it in time.
   bool flush(std::chrono::milliseconds timeout);
 
@@ -47,6 +55,7 @@ class producer {
   class delivery_reporter;
   std::unique_ptr<delivery_reporter> reporter_;
   std::unique_ptr<RdKafka::Producer> producer_;
+  std::vector<std::unique_ptr<RdKafka::Topic>> prepared_topics_;  // kept: they hold the metadata
   std::chrono::milliseconds delivery_timeout_;
 };
 
