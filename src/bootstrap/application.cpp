@@ -8,6 +8,7 @@
 
 #include "inventory/adapters/pg_product_repository.hpp"
 #include "inventory/adapters/product_routes.hpp"
+#include "orders/adapters/data_retention.hpp"
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/adapters/dlq_routes.hpp"
 #include "orders/adapters/order_routes.hpp"
@@ -91,6 +92,9 @@ struct application::parts {
         stages(pool, stage_database, breaking_gateway, dead_letters, saga_settings_of(c)),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
+        retention(pool,
+                  {c.retention.interval, c.retention.event_claims, c.retention.idempotency_keys,
+                   c.retention.replayed_dead_letters, c.retention.batch_size}),
         monitor(c.runtime.health_interval),
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
@@ -130,6 +134,7 @@ struct application::parts {
   orders::dead_letter_queue dead_letters;
   orders::saga_stage_handlers stages;
   orders::saga_jobs jobs;
+  orders::data_retention retention;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
   runtime::health_monitor monitor;
   http::router routes;
@@ -259,6 +264,7 @@ int application::run() {
       consumer->start();
     p.stages.start_refunds(p.ioc);
     p.jobs.start();
+    p.retention.start();
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
   });
@@ -310,6 +316,7 @@ int application::run() {
   // Offsets are committed: what still waits for the database is delivered again later.
   p.stages.abandon_waiting_steps();
   p.jobs.stop();
+  p.retention.stop();
   p.stages.stop_refunds();
   p.relay.stop();
   keep_running.reset();

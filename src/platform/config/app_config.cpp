@@ -119,6 +119,20 @@ std::vector<key_spec> build_key_table() {
       {"app.saga.deadline.confirmation", "300000", {}, "ms an order may wait for confirmation"},
       {"app.saga.sweep-interval", "1000", {}, "ms between scans for sagas past their deadline"},
       {"app.dlq.replay-rate", "50", {}, "messages per second a bulk DLQ replay re-injects at most"},
+      {"app.retention.interval", "60000", {}, "ms between passes of the retention job"},
+      {"app.retention.event-claims-hours",
+       "48",
+       {},
+       "hours a stage's claim of an event id is kept; longer than any redelivery of it"},
+      {"app.retention.idempotency-keys-hours",
+       "24",
+       {},
+       "hours an Idempotency-Key answer is replayed to a retrying client"},
+      {"app.retention.replayed-dead-letters-hours",
+       "168",
+       {},
+       "hours a replayed dead letter stays listed before it is deleted"},
+      {"app.retention.batch-size", "5000", {}, "rows the retention job deletes per transaction"},
       {"app.orders.max-quantity", "1000", {}, "largest quantity of one order item"},
       {"app.orders.max-items", "100", {}, "most items in one order"},
       {"app.admin.token", "", {"ADMIN_TOKEN"}, "bearer token of /api/admin/*; empty disables it"},
@@ -381,6 +395,14 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.saga.confirmation_deadline = r.millis("app.saga.deadline.confirmation", 100, 86'400'000);
   c.saga.sweep_interval = r.millis("app.saga.sweep-interval", 10, 600'000);
   c.dlq.replay_rate = static_cast<int>(r.integer("app.dlq.replay-rate", 1, 100'000));
+  c.retention.interval = r.millis("app.retention.interval", 1000, 86'400'000);
+  c.retention.event_claims =
+      std::chrono::hours(r.integer("app.retention.event-claims-hours", 1, 87'600));
+  c.retention.idempotency_keys =
+      std::chrono::hours(r.integer("app.retention.idempotency-keys-hours", 1, 87'600));
+  c.retention.replayed_dead_letters =
+      std::chrono::hours(r.integer("app.retention.replayed-dead-letters-hours", 1, 87'600));
+  c.retention.batch_size = static_cast<int>(r.integer("app.retention.batch-size", 100, 1'000'000));
   c.orders.max_quantity = static_cast<int>(r.integer("app.orders.max-quantity", 1, 1'000'000));
   c.orders.max_items = static_cast<int>(r.integer("app.orders.max-items", 1, 10'000));
   c.admin.token = r.text("app.admin.token");

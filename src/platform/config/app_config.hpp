@@ -88,6 +88,15 @@ struct saga_config {
   milliseconds sweep_interval{1000};
 };
 
+// How long transient rows are kept before the retention job deletes them.
+struct retention_config {
+  milliseconds interval{60000};
+  std::chrono::hours event_claims{48};
+  std::chrono::hours idempotency_keys{24};
+  std::chrono::hours replayed_dead_letters{168};
+  int batch_size = 5000;
+};
+
 struct dlq_config {
   int replay_rate = 50;  // messages per second a bulk replay re-injects at most
 };
@@ -119,6 +128,7 @@ struct app_config {
   payment_config payment;
   saga_config saga;
   dlq_config dlq;
+  retention_config retention;
   orders_config orders;
   admin_config admin;
   logging_config logging;
