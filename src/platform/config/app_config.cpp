@@ -119,6 +119,11 @@ std::vector<key_spec> build_key_table() {
       {"app.saga.deadline.confirmation", "300000", {}, "ms an order may wait for confirmation"},
       {"app.saga.sweep-interval", "1000", {}, "ms between scans for sagas past their deadline"},
       {"app.dlq.replay-rate", "50", {}, "messages per second a bulk DLQ replay re-injects at most"},
+      {"app.dashboard.interval", "1000", {}, "ms between the operator dashboard's snapshots"},
+      {"app.dashboard.max-clients",
+       "32",
+       {"DASHBOARD_MAX_CLIENTS"},
+       "open /dashboard/stream connections per replica; more are answered 503"},
       {"app.orders.max-quantity", "1000", {}, "largest quantity of one order item"},
       {"app.orders.max-items", "100", {}, "most items in one order"},
       {"app.admin.token", "", {"ADMIN_TOKEN"}, "bearer token of /api/admin/*; empty disables it"},
@@ -381,6 +386,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.saga.confirmation_deadline = r.millis("app.saga.deadline.confirmation", 100, 86'400'000);
   c.saga.sweep_interval = r.millis("app.saga.sweep-interval", 10, 600'000);
   c.dlq.replay_rate = static_cast<int>(r.integer("app.dlq.replay-rate", 1, 100'000));
+  c.dashboard.interval = r.millis("app.dashboard.interval", 100, 60'000);
+  c.dashboard.max_clients = static_cast<int>(r.integer("app.dashboard.max-clients", 0, 10'000));
   c.orders.max_quantity = static_cast<int>(r.integer("app.orders.max-quantity", 1, 1'000'000));
   c.orders.max_items = static_cast<int>(r.integer("app.orders.max-items", 1, 10'000));
   c.admin.token = r.text("app.admin.token");
