@@ -104,8 +104,9 @@ function renderNewest(orders, databaseError) {
 }
 
 // Draws series of [time, value] points as polylines; gaps (null) break the line.
+// Returns the chart's caption: the time span and the top line's value.
 function drawChart(svg, points, series, format) {
-  const width = 600, height = 160, top = 12, bottom = 148;
+  const width = 600, top = 8, bottom = 152;
   const values = points.flatMap((p) => series.map((s) => p[s])).filter((v) => v !== null);
   const max = Math.max(1e-9, ...values);
   const first = points.length ? points[0].at : 0;
@@ -120,17 +121,11 @@ function drawChart(svg, points, series, format) {
     line.setAttribute('y1', y(max * fraction)); line.setAttribute('y2', y(max * fraction));
     nodes.push(line);
   }
-  const label = document.createElementNS(SVG, 'text');
-  label.setAttribute('x', 4); label.setAttribute('y', top);
-  label.textContent = values.length ? format(max) : 'no data yet';
-  nodes.push(label);
-  const span = document.createElementNS(SVG, 'text');
-  span.setAttribute('x', 4); span.setAttribute('y', height - 2);
-  span.textContent = points.length > 1 ? `last ${Math.round((last - first) / 1000)} s` : '';
-  nodes.push(span);
   for (const name of series) {
     let run = [];
     const flush = () => {
+      // A lone point would draw nothing: give it a short stroke.
+      if (run.length === 1) run.push(run[0].replace(/^([\d.]+)/, (x) => (Number(x) - 3).toFixed(1)));
       if (run.length) {
         const line = document.createElementNS(SVG, 'polyline');
         line.setAttribute('class', name);
@@ -146,11 +141,15 @@ function drawChart(svg, points, series, format) {
     flush();
   }
   svg.replaceChildren(...nodes);
+  // Text stays outside the stretched drawing, where it keeps its shape.
+  const span = points.length > 1 ? `last ${Math.round((last - first) / 1000)} s` : 'no data yet';
+  return values.length ? `${span}, top line ${format(max)}` : span;
 }
 
 function renderCharts(outcomes, windowSeconds) {
-  drawChart($('outcome-chart'), outcomes, ['confirmed', 'cancelled', 'failed'], (v) => `${v.toFixed(1)}/s`);
-  drawChart($('latency-chart'), outcomes, ['p50', 'p95', 'p99'], seconds);
+  $('outcome-scale').textContent =
+    drawChart($('outcome-chart'), outcomes, ['confirmed', 'cancelled', 'failed'], (v) => `${v.toFixed(1)}/s`);
+  $('latency-scale').textContent = drawChart($('latency-chart'), outcomes, ['p50', 'p95', 'p99'], seconds);
   const now = outcomes[outcomes.length - 1];
   $('rate-now').textContent = now
     ? `${rate(now.confirmed)} confirmed, ${rate(now.cancelled)} cancelled, ${rate(now.failed)} failed per second`
@@ -237,7 +236,7 @@ async function loadDeadLetters() {
         action.append(replay);
       }
       row.append(text('td', entry.id, 'number'), text('td', entry.stage),
-        text('td', entry.orderId ?? entry.key), text('td', `${entry.errorClass}: ${entry.errorMessage}`),
+        text('td', entry.orderId ?? entry.key), text('td', `${entry.errorClass}: ${entry.errorMessage}`, 'error-text'),
         text('td', entry.status, 'entry-status'), action);
       return row;
     }));
