@@ -6,6 +6,9 @@
 #include <condition_variable>
 #include <thread>
 
+#include "dashboard/dashboard_feed.hpp"
+#include "dashboard/dashboard_routes.hpp"
+#include "dashboard/pg_newest_orders.hpp"
 #include "inventory/adapters/pg_product_repository.hpp"
 #include "inventory/adapters/product_routes.hpp"
 #include "orders/adapters/data_retention.hpp"
@@ -96,6 +99,11 @@ struct application::parts {
                   {c.retention.interval, c.retention.event_claims, c.retention.idempotency_keys,
                    c.retention.replayed_dead_letters, c.retention.batch_size}),
         monitor(c.runtime.health_interval),
+        dashboard(
+            {asio::ip::host_name() + ":" + std::to_string(c.http.port), c.dashboard.interval,
+             c.dashboard.max_clients},
+            metrics::global(), [this] { return consumer_lag_by_stage(); },
+            [this] { return dashboard::newest_orders(pool, 20); }),
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
@@ -137,9 +145,20 @@ struct application::parts {
   orders::data_retention retention;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
   runtime::health_monitor monitor;
+  dashboard::dashboard_feed dashboard;
   http::router routes;
   http::server server;
   std::unique_ptr<pqxx::connection> probe_connection;
+
+  // Lag over the partitions this replica holds, per stage (the consumers are built in the
+  // dashboard's stage order).
+  std::array<double, dashboard::stage_names.size()> consumer_lag_by_stage() const {
+    std::array<double, dashboard::stage_names.size()> out{};
+    for (std::size_t i = 0; i < consumers.size() && i < out.size(); ++i)
+      for (const auto& l : consumers[i]->lag())
+        out[i] += static_cast<double>(l.lag);
+    return out;
+  }
 
   std::atomic<bool> started{false};
   std::atomic<bool> draining{false};
@@ -203,6 +222,7 @@ int application::run() {
   orders::add_dlq_routes(p.routes,
                          {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
   http::add_docs_routes(p.routes);
+  dashboard::add_dashboard_routes(p.routes, p.dashboard);
 
   try {
     p.server.start();
@@ -211,6 +231,7 @@ int application::run() {
     return 2;
   }
   p.monitor.start();
+  p.dashboard.start();
 
   // Start-up work that needs the database and Kafka runs apart from the listener, so health
   // endpoints answer (not ready, with the reason) while a dependency is still coming up.
@@ -305,6 +326,7 @@ int application::run() {
   if (auto left = p.server.open_connections())
     logger->warn("closing {} connections still open after the drain timeout", left);
   p.server.close_all();
+  p.dashboard.stop();
   startup.join();
   auto remaining = [&] {
     return std::max(std::chrono::milliseconds(0),

@@ -133,6 +133,11 @@ std::vector<key_spec> build_key_table() {
        {},
        "hours a replayed dead letter stays listed before it is deleted"},
       {"app.retention.batch-size", "5000", {}, "rows the retention job deletes per transaction"},
+      {"app.dashboard.interval", "1000", {}, "ms between the operator dashboard's snapshots"},
+      {"app.dashboard.max-clients",
+       "32",
+       {"DASHBOARD_MAX_CLIENTS"},
+       "open /dashboard/stream connections per replica; more are answered 503"},
       {"app.orders.max-quantity", "1000", {}, "largest quantity of one order item"},
       {"app.orders.max-items", "100", {}, "most items in one order"},
       {"app.admin.token", "", {"ADMIN_TOKEN"}, "bearer token of /api/admin/*; empty disables it"},
@@ -403,6 +408,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.retention.replayed_dead_letters =
       std::chrono::hours(r.integer("app.retention.replayed-dead-letters-hours", 1, 87'600));
   c.retention.batch_size = static_cast<int>(r.integer("app.retention.batch-size", 100, 1'000'000));
+  c.dashboard.interval = r.millis("app.dashboard.interval", 100, 60'000);
+  c.dashboard.max_clients = static_cast<int>(r.integer("app.dashboard.max-clients", 0, 10'000));
   c.orders.max_quantity = static_cast<int>(r.integer("app.orders.max-quantity", 1, 1'000'000));
   c.orders.max_items = static_cast<int>(r.integer("app.orders.max-items", 1, 10'000));
   c.admin.token = r.text("app.admin.token");

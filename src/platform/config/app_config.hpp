@@ -101,6 +101,12 @@ struct dlq_config {
   int replay_rate = 50;  // messages per second a bulk replay re-injects at most
 };
 
+// The operator dashboard (/dashboard): one snapshot per interval, shared by every viewer.
+struct dashboard_config {
+  milliseconds interval{1000};
+  int max_clients = 32;  // open /dashboard/stream connections; more get 503
+};
+
 struct orders_config {
   int max_quantity = 1000;
   int max_items = 100;
@@ -129,6 +135,7 @@ struct app_config {
   saga_config saga;
   dlq_config dlq;
   retention_config retention;
+  dashboard_config dashboard;
   orders_config orders;
   admin_config admin;
   logging_config logging;

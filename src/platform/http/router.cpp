@@ -91,6 +91,25 @@ void router::add(verb method, std::string pattern, handler h) {
   routes_.push_back({method, std::move(pattern), std::move(segments), std::move(h)});
 }
 
+void router::add_event_stream(std::string path, stream_handler h) {
+  // The plain route answers HEAD (GET's headers, no body) and gives other methods their 405.
+  add(verb::get, path, [](request_context&) -> asio::awaitable<response> {
+    response res{status::ok, 11};
+    res.set(beast_http::field::content_type, "text/event-stream");
+    res.set(beast_http::field::cache_control, "no-store");
+    co_return res;
+  });
+  streams_[std::move(path)] = std::move(h);
+}
+
+const router::stream_handler* router::event_stream_for(const request& req) const {
+  if (req.method() != verb::get || streams_.empty())
+    return nullptr;
+  std::string_view target(req.target().data(), req.target().size());
+  auto it = streams_.find(std::string(target.substr(0, target.find('?'))));
+  return it == streams_.end() ? nullptr : &it->second;
+}
+
 asio::awaitable<response> router::dispatch(const request& req) const {
   auto started = std::chrono::steady_clock::now();
   std::string route = "unmatched";

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "platform/http/event_stream.hpp"
 #include "platform/http/message.hpp"
 #include "platform/runtime/asio.hpp"
 
@@ -20,6 +21,14 @@ class router {
   using handler = std::function<asio::awaitable<response>(request_context&)>;
 
   void add(verb method, std::string pattern, handler h);
+
+  // A server-sent events route: a GET of exactly `path` (any query) is handed to the server
+  // as a stream (see event_stream.hpp) instead of one response. HEAD of it is answered with
+  // the stream's headers and no body; other methods get 405 as for any route.
+  using stream_handler = std::function<asio::awaitable<stream_answer>(request_context&)>;
+  void add_event_stream(std::string path, stream_handler h);
+  // The stream route a request opens, or nullptr when it is not a GET of one.
+  const stream_handler* event_stream_for(const request& req) const;
 
   // Routes the request and records http_server_requests_total and its latency histogram,
   // labelled by the route pattern (bounded), never by the raw path.
@@ -35,6 +44,7 @@ class router {
     handler h;
   };
   std::vector<route> routes_;
+  std::map<std::string, stream_handler> streams_;  // by exact path
 };
 
 // Splits "/a/b?x=1&y=2" into its path and decoded query parameters.

@@ -126,6 +126,10 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
     }
     conn->busy = true;
     const request& req = parser.get();
+    if (const auto* open = routes_.event_stream_for(req)) {
+      co_await stream_events(*conn, req, *open);
+      break;
+    }
     response res = co_await routes_.dispatch(req);
     bool keep_alive = req.keep_alive() && !stopping_;
     res.version(req.version());
@@ -147,6 +151,45 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
   }
   // Wakes the accept loop if it waits for a free connection slot.
   asio::post(acceptor_.get_executor(), [this] { connection_closed_.cancel(); });
+}
+
+asio::awaitable<void> server::stream_events(connection& conn, const request& req,
+                                            const router::stream_handler& open) {
+  request_context ctx{req, {}, {}};
+  std::string path;
+  split_target(std::string_view(req.target().data(), req.target().size()), path, ctx.query);
+  stream_answer answer = co_await open(ctx);
+  boost::system::error_code ec;
+  if (!answer.source) {
+    response& res = *answer.refusal;
+    res.version(req.version());
+    res.keep_alive(false);
+    conn.stream.expires_after(config_.read_timeout);
+    co_await beast_http::async_write(conn.stream, res,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
+  }
+  // No Content-Length: the body is every event until the connection closes.
+  beast_http::response<beast_http::empty_body> head{status::ok, req.version()};
+  head.set(beast_http::field::content_type, "text/event-stream");
+  head.set(beast_http::field::cache_control, "no-store");
+  head.set("X-Accel-Buffering", "no");  // nginx passes each event on at once
+  head.keep_alive(false);
+  beast_http::response_serializer<beast_http::empty_body> serializer{head};
+  conn.stream.expires_after(config_.read_timeout);
+  co_await beast_http::async_write_header(conn.stream, serializer,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+  while (!ec && !stopping_) {
+    // Waiting for the next event is not a client's stall: no timeout meanwhile.
+    conn.stream.expires_never();
+    auto event = co_await answer.source->next();
+    if (!event || stopping_)
+      break;
+    // A client that stops reading is cut after server.read-timeout.
+    conn.stream.expires_after(config_.read_timeout);
+    co_await asio::async_write(conn.stream, asio::buffer(*event),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 void server::stop() {

@@ -3,6 +3,8 @@
 // connection). Each connection has a read timeout (which also closes idle keep-alive
 // connections), a header limit (431 above it) and a body limit (413 above it); keep-alive and
 // pipelined requests are answered in order. At most max_connections are open at once.
+// A server-sent events route keeps its connection until the stream ends (see
+// event_stream.hpp); on stop() a stream ends at its next event.
 //
 // Owned by the application; start() and stop() are called from the main thread.
 
@@ -40,6 +42,9 @@ class server {
   struct connection;
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<connection> conn);
+  // Answers a server-sent events route on `conn`; the connection closes after it.
+  asio::awaitable<void> stream_events(connection& conn, const request& req,
+                                      const router::stream_handler& open);
 
   asio::io_context& ioc_;
   const config::http_config config_;

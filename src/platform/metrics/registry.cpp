@@ -104,6 +104,49 @@ void registry::add_callback(const std::string& name, const std::string& help, co
   family_for(name, help, kind::gauge).callbacks[render_labels(l)] = std::move(read);
 }
 
+std::optional<double> registry::value(const std::string& name, const labels& l) const {
+  std::lock_guard lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end())
+    return std::nullopt;
+  const auto& f = it->second;
+  auto key = render_labels(l);
+  if (auto c = f.counters.find(key); c != f.counters.end())
+    return c->second->value();
+  if (auto g = f.gauges.find(key); g != f.gauges.end())
+    return g->second->value();
+  if (auto cb = f.callbacks.find(key); cb != f.callbacks.end())
+    return cb->second();
+  return std::nullopt;
+}
+
+double registry::total(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end())
+    return 0;
+  double sum = 0;
+  for (const auto& [key, c] : it->second.counters)
+    sum += c->value();
+  for (const auto& [key, g] : it->second.gauges)
+    sum += g->value();
+  for (const auto& [key, read] : it->second.callbacks)
+    sum += read();
+  return sum;
+}
+
+std::optional<registry::histogram_counts> registry::histogram_value(const std::string& name,
+                                                                    const labels& l) const {
+  std::lock_guard lock(mutex_);
+  auto it = families_.find(name);
+  if (it == families_.end())
+    return std::nullopt;
+  auto h = it->second.histograms.find(render_labels(l));
+  if (h == it->second.histograms.end())
+    return std::nullopt;
+  return histogram_counts{h->second->upper_bounds(), h->second->cumulative_counts()};
+}
+
 namespace {
 std::string number(double v) {
   if (std::isinf(v))

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,19 @@ class registry {
 
   // The text exposition format, version 0.0.4.
   std::string expose() const;
+
+  // In-process readers (the operator dashboard), instead of parsing expose(): the value of
+  // one counter or gauge series, the sum of every series of a family, and a histogram series'
+  // cumulative bucket counts (nullopt or 0 while nothing registered it). Read-only; they take
+  // the registry's lock once.
+  std::optional<double> value(const std::string& name, const labels& l = {}) const;
+  double total(const std::string& name) const;
+  struct histogram_counts {
+    std::vector<double> upper_bounds;
+    std::vector<std::uint64_t> cumulative;  // per bucket, +Inf last
+  };
+  std::optional<histogram_counts> histogram_value(const std::string& name,
+                                                  const labels& l = {}) const;
 
  private:
   enum class kind { counter, gauge, histogram };
