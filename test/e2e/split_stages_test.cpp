@@ -20,8 +20,9 @@ namespace {
 
 using stage_list = std::vector<std::string>;
 
-double stage_enabled(unsigned short port, const std::string& stage) {
-  return test::metric_sample(port, fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage));
+std::optional<double> stage_enabled(unsigned short port, const std::string& stage) {
+  return test::find_metric_sample(port,
+                                  fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage));
 }
 
 double applied(unsigned short port, const std::string& stage) {
@@ -51,8 +52,8 @@ TEST_CASE(
   for (const std::string stage : {"validate", "reserve", "pay", "confirm"}) {
     INFO(stage);
     const bool on_a = stage == "validate" || stage == "reserve";
-    CHECK(stage_enabled(a.port(), stage) == (on_a ? 1 : 0));
-    CHECK(stage_enabled(b.port(), stage) == (on_a ? 0 : 1));
+    CHECK(stage_enabled(a.port(), stage) == (on_a ? 1.0 : 0.0));
+    CHECK(stage_enabled(b.port(), stage) == (on_a ? 0.0 : 1.0));
   }
 
   // The worker serves probes and metrics, and no public API.

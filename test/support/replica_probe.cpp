@@ -23,7 +23,7 @@ rapidjson::Document health_of(unsigned short port) {
 
 }  // namespace
 
-double metric_sample(unsigned short port, const std::string& series) {
+std::optional<double> find_metric_sample(unsigned short port, const std::string& series) {
   auto reply = http_get(port, "/metrics");
   REQUIRE(reply.status == 200);
   std::istringstream lines(reply.body);
@@ -31,7 +31,11 @@ double metric_sample(unsigned short port, const std::string& series) {
   while (std::getline(lines, line))
     if (line.rfind(series + " ", 0) == 0)
       return std::stod(line.substr(series.size() + 1));
-  return 0;
+  return std::nullopt;
+}
+
+double metric_sample(unsigned short port, const std::string& series) {
+  return find_metric_sample(port, series).value_or(0);
 }
 
 std::vector<std::string> enabled_stages(unsigned short port) {
