@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
@@ -25,9 +26,24 @@ std::optional<double> stage_enabled(unsigned short port, const std::string& stag
                                   fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage));
 }
 
-double applied(unsigned short port, const std::string& stage) {
+double messages(unsigned short port, const std::string& stage, const std::string& outcome) {
   return test::metric_sample(
-      port, fmt::format(R"(pipeline_messages_total{{outcome="applied",stage="{}"}})", stage));
+      port, fmt::format(R"(pipeline_messages_total{{outcome="{}",stage="{}"}})", outcome, stage));
+}
+
+double applied(unsigned short port, const std::string& stage) {
+  return messages(port, stage, "applied");
+}
+
+template <class Condition>
+bool eventually(Condition done, std::chrono::seconds timeout = 60s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done())
+      return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return done();
 }
 
 }  // namespace
@@ -95,5 +111,55 @@ TEST_CASE(
   CHECK(applied(a.port(), "pay") - a_paid_before == 0);
 
   CHECK(b.terminate() == 0);
+  CHECK(a.server->terminate() == 0);
+}
+
+TEST_CASE(
+    "a pay retry left by a dead payment worker is run by the next one, never by the API "
+    "replica",
+    "[saga][stages][retry]") {
+  // The API replica has the gateway's address too: only app.stages.enabled keeps it from
+  // the pay retries. The retry falls due while no payment worker runs.
+  test::pipeline_fixture a(
+      std::map<std::string, std::string>{{"APP_STAGES_ENABLED", "validate,reserve"},
+                                         {"APP_RETRY_BACKOFF_DELAY", "300"},
+                                         {"APP_PAYMENT_MAX_RETRIES", "0"}});
+  const std::map<std::string, std::string> worker_env = {{"PAYMENT_GATEWAY_URL", a.gateway.url()},
+                                                         {"APP_STAGES_ENABLED", "pay,confirm"},
+                                                         {"APP_HTTP_API_ENABLED", "false"},
+                                                         {"APP_RETRY_BACKOFF_DELAY", "300"},
+                                                         {"APP_PAYMENT_MAX_RETRIES", "0"}};
+  auto worker = std::make_unique<test::server_process>(worker_env);
+  worker->start();
+  worker->wait_until_ready();
+
+  auto product = a.product("8.00", 3);
+  const double scheduled = messages(worker->port(), "pay", "retry_scheduled");
+  a.gateway.control(R"({"failureRate":1})");
+  auto id = a.order_of(product, 1, "8.00", "8.00");
+  REQUIRE(
+      eventually([&] { return messages(worker->port(), "pay", "retry_scheduled") > scheduled; }));
+  // The Kafka offset has moved on: only the database remembers the retry.
+  worker->kill();
+  a.gateway.control(R"({"failureRate":0})");
+  CHECK(a.status_of(id) == "INVENTORY_RESERVED");
+
+  auto next_worker = std::make_unique<test::server_process>(worker_env);
+  next_worker->start();
+  next_worker->wait_until_ready();
+  auto done = a.wait_final(id);
+  CHECK(done.status == "CONFIRMED");
+  CHECK(a.gateway.order(id, "charges") == 1);
+  CHECK(a.charged_cents(id) == 800);
+  CHECK(test::get_stock(a.port(), product).sold == 1);
+  // No pay outcome of any kind on the API replica: it never claimed the retry.
+  for (const char* outcome : {"applied", "duplicate", "rejected", "skipped", "retry_scheduled",
+                              "dead_lettered", "failed"}) {
+    INFO(outcome);
+    CHECK_FALSE(test::find_metric_sample(
+        a.port(), fmt::format(R"(pipeline_messages_total{{outcome="{}",stage="pay"}})", outcome)));
+  }
+
+  CHECK(next_worker->terminate() == 0);
   CHECK(a.server->terminate() == 0);
 }

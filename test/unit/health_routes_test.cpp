@@ -120,7 +120,7 @@ TEST_CASE("a list detail is a JSON array, an empty one too", "[http][health][sta
   monitor.stop();
 }
 
-TEST_CASE("without the API the seed's /api/orders/health is not routed; the probes are",
+TEST_CASE("without the API the seed's /api/orders/health is not routed but the probes are",
           "[http][health][stages]") {
   runtime::health_monitor monitor(1h);
   router routes;
