@@ -13,6 +13,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -57,6 +58,7 @@ bool same(const app_config& a, const app_config& b) {
   return a.http.address == b.http.address && a.http.port == b.http.port &&
          a.http.body_limit_bytes == b.http.body_limit_bytes &&
          a.http.read_timeout == b.http.read_timeout && a.http.threads == b.http.threads &&
+         a.http.api_enabled == b.http.api_enabled && a.stages.enabled == b.stages.enabled &&
          a.kafka.bootstrap_servers == b.kafka.bootstrap_servers &&
          a.kafka.group_id == b.kafka.group_id && a.kafka.create_topics == b.kafka.create_topics &&
          a.kafka.replication_factor == b.kafka.replication_factor &&
@@ -94,6 +96,13 @@ void check_ranges(const app_config& c) {
   FUZZ_CHECK(within(c.http.body_limit_bytes, 1024, 64 * 1024 * 1024), "server.max-body-bytes");
   FUZZ_CHECK(within(c.http.read_timeout.count(), 100, 3'600'000), "server.read-timeout");
   FUZZ_CHECK(!c.kafka.bootstrap_servers.empty() && !c.kafka.group_id.empty(), "kafka");
+  // Known stage names only, each once, in pipeline order.
+  auto next_stage = all_stages.begin();
+  for (const auto& stage : c.stages.enabled) {
+    next_stage = std::find(next_stage, all_stages.end(), stage);
+    FUZZ_CHECK(next_stage != all_stages.end(), "app.stages.enabled: " + stage);
+    ++next_stage;
+  }
   FUZZ_CHECK(within(c.kafka.replication_factor, 1, 16), "replication factor");
   for (const auto& t : c.kafka.all_topics())
     FUZZ_CHECK(!t.name.empty() && within(t.partitions, 1, 1024), "topic " + t.name);
@@ -140,6 +149,11 @@ std::string to_yaml(const app_config& c) {
   num("server.max-body-bytes", static_cast<long long>(c.http.body_limit_bytes));
   num("server.read-timeout", c.http.read_timeout.count());
   num("server.shutdown-timeout", c.runtime.shutdown_timeout.count());
+  text("app.http.api-enabled", c.http.api_enabled ? "true" : "false");
+  std::string stages;
+  for (const auto& stage : c.stages.enabled)
+    stages += (stages.empty() ? "" : ",") + stage;
+  text("app.stages.enabled", stages);
   num("app.health.interval", c.runtime.health_interval.count());
   text("spring.kafka.bootstrap-servers", c.kafka.bootstrap_servers);
   text("spring.kafka.consumer.group-id", c.kafka.group_id);

@@ -76,6 +76,18 @@ resilience::circuit_breaker::settings breaker_settings(const config::circuit_bre
           c.half_open_calls};
 }
 
+// What a replica runs when it runs only some stages (app.stages.enabled) or no public API
+// (app.http.api-enabled), so that one stage can be scaled on its own:
+// - the consumers of its stages only, and the durable retries of those stages only: a pay
+//   retry waits in stage_retries for a replica that runs pay (it has the payment gateway);
+// - the refunds only where pay runs: they call the payment gateway too; requests for them
+//   wait in the payments table meanwhile;
+// - on every replica: the outbox relay (the API writes orders.placed events, the stages the
+//   next ones, the sweeper and DLQ replays theirs), the deadline sweeper and the queued DLQ
+//   replays (PostgreSQL only; they must go on while a stage has no replica at all), the
+//   migrations and the creation of every configured topic.
+const char* const payment_stage = "pay";
+
 }  // namespace
 
 struct application::parts {
@@ -94,7 +106,8 @@ struct application::parts {
         dead_letters(c.kafka.dlq_orders.name),
         stages(pool, stage_database, breaking_gateway, dead_letters, saga_settings_of(c)),
         jobs(stages, dead_letters, pool, stage_workers,
-             {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
+             {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate,
+              c.stages.enabled}),
         retention(pool,
                   {c.retention.interval, c.retention.event_claims, c.retention.idempotency_keys,
                    c.retention.replayed_dead_letters, c.retention.batch_size}),
@@ -109,16 +122,18 @@ struct application::parts {
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
     pool.add_setup(orders::saga_stage_handlers::prepare_statements);
     pool.add_setup(orders::dead_letter_queue::prepare_statements);
-    auto stage = [&](const config::topic_config& topic, auto member) {
+    auto stage = [&](std::string_view name, const config::topic_config& topic, auto member) {
+      if (!c.stages.runs(name))
+        return;
       consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
           kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
           stage_workers,
           [this, member](const kafka::consumed_message& m) { return (stages.*member)(m); }));
     };
-    stage(c.kafka.order_placed, &orders::saga_stage_handlers::validate);
-    stage(c.kafka.order_validated, &orders::saga_stage_handlers::reserve);
-    stage(c.kafka.inventory_reserved, &orders::saga_stage_handlers::pay);
-    stage(c.kafka.payment_processed, &orders::saga_stage_handlers::confirm);
+    stage("validate", c.kafka.order_placed, &orders::saga_stage_handlers::validate);
+    stage("reserve", c.kafka.order_validated, &orders::saga_stage_handlers::reserve);
+    stage(payment_stage, c.kafka.inventory_reserved, &orders::saga_stage_handlers::pay);
+    stage("confirm", c.kafka.payment_processed, &orders::saga_stage_handlers::confirm);
   }
 
   asio::io_context ioc;
@@ -181,18 +196,33 @@ int application::run() {
   p.monitor.add("db",
                 [&p, url = c.database.url] { return probe_database(url, p.probe_connection); });
   p.monitor.add("kafka", [&p] { return p.admin.probe(2s); });
-  p.monitor.add_informational("paymentGateway", [&p] { return p.breaking_gateway.health(); });
-
-  http::add_health_routes(p.routes, p.monitor, [&p]() -> std::optional<std::string> {
-    if (p.draining)
-      return std::string("shutting down");
-    if (!p.started)
-      return std::string(p.startup_phase.load());
-    return std::nullopt;
+  const bool runs_payments = c.stages.runs(payment_stage);
+  if (runs_payments)
+    p.monitor.add_informational("paymentGateway", [&p] { return p.breaking_gateway.health(); });
+  p.monitor.add_informational("stages", [&c] {
+    return runtime::health_monitor::report{"UP", {{"enabled", c.stages.enabled}}};
   });
+
+  http::add_health_routes(
+      p.routes, p.monitor,
+      [&p]() -> std::optional<std::string> {
+        if (p.draining)
+          return std::string("shutting down");
+        if (!p.started)
+          return std::string(p.startup_phase.load());
+        return std::nullopt;
+      },
+      c.http.api_enabled);
 
   auto& registry = metrics::global();
   metrics::register_process_metrics(registry);
+  // The per-stage series exist on every replica (at zero for a stage it does not run), so
+  // sums over replicas and alerts see the same series everywhere; this says which run here.
+  for (auto stage : config::all_stages)
+    registry
+        .get_gauge("pipeline_stage_enabled", "1 when this replica runs the saga stage, else 0.",
+                   {{"stage", std::string(stage)}})
+        .set(c.stages.runs(stage) ? 1 : 0);
   registry.add_callback("db_pool_connections", "PostgreSQL connections of the pool, by state.",
                         {{"state", "in_use"}},
                         [&p] { return static_cast<double>(p.pool.in_use()); });
@@ -213,16 +243,20 @@ int application::run() {
         out.push_back({l.topic, l.partition, static_cast<double>(l.lag)});
     return out;
   });
-  orders::add_order_routes(p.routes, {p.orders,
-                                      p.customers,
-                                      p.blocking,
-                                      {c.orders.max_quantity, c.orders.max_items},
-                                      c.admin.token});
-  inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
-  orders::add_dlq_routes(p.routes,
-                         {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
-  http::add_docs_routes(p.routes);
-  dashboard::add_dashboard_routes(p.routes, p.dashboard);
+  // A worker replica (app.http.api-enabled false) serves probes and metrics only: /api/*
+  // the docs of that API and the dashboard are not routed, so they answer 404.
+  if (c.http.api_enabled) {
+    orders::add_order_routes(p.routes, {p.orders,
+                                        p.customers,
+                                        p.blocking,
+                                        {c.orders.max_quantity, c.orders.max_items},
+                                        c.admin.token});
+    inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
+    orders::add_dlq_routes(p.routes,
+                           {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
+    http::add_docs_routes(p.routes);
+    dashboard::add_dashboard_routes(p.routes, p.dashboard);
+  }
 
   try {
     p.server.start();
@@ -283,11 +317,13 @@ int application::run() {
     p.relay.start();
     for (auto& consumer : p.consumers)
       consumer->start();
-    p.stages.start_refunds(p.ioc);
+    if (runs_payments)
+      p.stages.start_refunds(p.ioc);
     p.jobs.start();
     p.retention.start();
     p.started = true;
-    logger->info("order-pipeline started on port {}", p.server.port());
+    logger->info("order-pipeline started on port {}: stages [{}], API {}", p.server.port(),
+                 fmt::join(c.stages.enabled, ", "), c.http.api_enabled ? "on" : "off");
   });
 
   asio::signal_set signals(p.ioc, SIGINT, SIGTERM);

@@ -160,6 +160,8 @@ TEST_CASE("counters and histograms move by exactly what the orders did, and prom
   // OrderPlaced x3, OrderValidated x3, InventoryReserved x3, PaymentProcessed x2,
   // OrderConfirmed x2, OrderFailed x1.
   CHECK(delta("outbox_events_published_total") == 14);
+  for (const char* stage : {"validate", "reserve", "pay", "confirm"})
+    CHECK(sample(after, fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage)) == 1);
   CHECK(sample(after, "process_resident_memory_bytes") > 0);
   CHECK(sample(after, R"(db_pool_connections{state="idle"})") > 0);
   // Placing and processing three orders took many database transactions.

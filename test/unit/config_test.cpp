@@ -104,6 +104,62 @@ TEST_CASE("bad configuration is refused with the key named", "[config]") {
   CHECK_THROWS_AS(load_from_string("- a\n- b\n", env_of({})), config_error);
 }
 
+TEST_CASE("a replica runs every stage and the API unless told otherwise", "[config][stages]") {
+  auto c = load_from_string("", env_of({}));
+  CHECK(c.stages.enabled == std::vector<std::string>{"validate", "reserve", "pay", "confirm"});
+  CHECK(c.http.api_enabled);
+}
+
+TEST_CASE("app.stages.enabled picks the stages a replica runs", "[config][stages]") {
+  SECTION("a comma-separated list, in any order, is kept in pipeline order") {
+    auto c = load_from_string("app:\n  stages:\n    enabled: confirm, pay\n", env_of({}));
+    CHECK(c.stages.enabled == std::vector<std::string>{"pay", "confirm"});
+    CHECK(c.stages.runs("pay"));
+    CHECK_FALSE(c.stages.runs("validate"));
+  }
+  SECTION("a YAML list") {
+    auto c = load_from_string("app:\n  stages:\n    enabled: [reserve, validate]\n", env_of({}));
+    CHECK(c.stages.enabled == std::vector<std::string>{"validate", "reserve"});
+  }
+  SECTION("APP_STAGES_ENABLED overrides the file") {
+    auto c = load_from_string("app:\n  stages:\n    enabled: validate\n",
+                              env_of({{"APP_STAGES_ENABLED", "pay,confirm"}}));
+    CHECK(c.stages.enabled == std::vector<std::string>{"pay", "confirm"});
+  }
+  SECTION("an empty value, or an empty YAML list, runs no stage") {
+    CHECK(load_from_string("", env_of({{"APP_STAGES_ENABLED", ""}})).stages.enabled.empty());
+    CHECK(
+        load_from_string("app:\n  stages:\n    enabled: []\n", env_of({})).stages.enabled.empty());
+    CHECK(load_from_string("app:\n  stages:\n    enabled: \"\"\n", env_of({}))
+              .stages.enabled.empty());
+  }
+  SECTION("an unknown stage stops the start, naming the key and the allowed values") {
+    CHECK_THROWS_WITH(
+        load_from_string("", env_of({{"APP_STAGES_ENABLED", "validate,payment"}})),
+        "app.stages.enabled: unknown stage 'payment' (allowed: validate, reserve, pay, confirm; "
+        "empty for none)");
+    CHECK_THROWS_WITH(load_from_string("app:\n  stages:\n    enabled: [Pay]\n", env_of({})),
+                      Catch::Contains("app.stages.enabled: unknown stage 'Pay'"));
+  }
+}
+
+TEST_CASE("app.http.api-enabled switches the public API off", "[config][stages]") {
+  CHECK_FALSE(
+      load_from_string("app:\n  http:\n    api-enabled: false\n", env_of({})).http.api_enabled);
+  CHECK_FALSE(load_from_string("", env_of({{"APP_HTTP_API_ENABLED", "false"}})).http.api_enabled);
+  // Spring's relaxed form of the same key.
+  CHECK_FALSE(load_from_string("", env_of({{"APP_HTTP_APIENABLED", "no"}})).http.api_enabled);
+  CHECK_THROWS_WITH(load_from_string("", env_of({{"APP_HTTP_API_ENABLED", "sometimes"}})),
+                    "app.http.api-enabled: 'sometimes' is not a boolean");
+}
+
+TEST_CASE("the key list of --help-config names the stage and API switches", "[config][stages]") {
+  auto keys = describe_keys();
+  CHECK_THAT(keys, Catch::Contains("app.stages.enabled") && Catch::Contains("APP_STAGES_ENABLED") &&
+                       Catch::Contains("app.http.api-enabled") &&
+                       Catch::Contains("APP_HTTP_API_ENABLED"));
+}
+
 // Found while giving the fuzz target (fuzz/config_loader) the loader's text entry point: a
 // file whose YAML parses but cannot be read as keys and values (a key that is a sequence)
 // threw a YAML exception past config::load, which main() does not catch: the server aborted

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dispatch.hpp"
 
@@ -99,4 +100,37 @@ TEST_CASE("an informational reporter that throws reads as UNKNOWN", "[http][heal
   CHECK(reports["flaky"].status == "UNKNOWN");
   CHECK(std::get<std::string>(reports["flaky"].details["error"]) == "no state");
   CHECK(monitor.all_up());
+}
+
+TEST_CASE("a list detail is a JSON array, an empty one too", "[http][health][stages]") {
+  runtime::health_monitor monitor(1h);
+  std::vector<std::string> enabled = {"pay", "confirm"};
+  monitor.add_informational("stages", [&enabled] {
+    return runtime::health_monitor::report{"UP", {{"enabled", enabled}}};
+  });
+  router routes;
+  add_health_routes(routes, monitor, [] { return std::nullopt; });
+  monitor.start();
+
+  CHECK(contains(get(routes, "/actuator/health").body(),
+                 R"("stages":{"status":"UP","details":{"enabled":["pay","confirm"]}})"));
+  enabled.clear();
+  CHECK(contains(get(routes, "/actuator/health").body(),
+                 R"("stages":{"status":"UP","details":{"enabled":[]}})"));
+  monitor.stop();
+}
+
+TEST_CASE("without the API the seed's /api/orders/health is not routed but the probes are",
+          "[http][health][stages]") {
+  runtime::health_monitor monitor(1h);
+  router routes;
+  add_health_routes(
+      routes, monitor, [] { return std::nullopt; }, false);
+  monitor.start();
+
+  CHECK(get(routes, "/api/orders/health").result() == status::not_found);
+  CHECK(get(routes, "/actuator/health").result() == status::ok);
+  CHECK(get(routes, "/actuator/health/readiness").result() == status::ok);
+  CHECK(get(routes, "/actuator/health/liveness").result() == status::ok);
+  monitor.stop();
 }

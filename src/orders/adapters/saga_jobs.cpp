@@ -56,7 +56,7 @@ void saga_jobs::run_retries() {
     try {
       // A batch runs concurrently (each is mostly a gateway call) and is waited for before
       // the next claim, which bounds the retries in flight per replica.
-      auto due = stages_.claim_due_retries(64);
+      auto due = stages_.claim_due_retries(64, settings_.retried_stages);
       std::vector<std::future<void>> running;
       for (const auto& retry : due)
         running.push_back(asio::co_spawn(workers_, stages_.run_retry(retry), asio::use_future));

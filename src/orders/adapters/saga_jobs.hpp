@@ -1,6 +1,8 @@
 #pragma once
 // The saga's background work, on every replica, none of it waiting for new traffic:
-// - the retry scheduler runs the steps whose retry is due (stage_retries);
+// - the retry scheduler runs the steps whose retry is due (stage_retries), of the stages this
+//   replica runs only (a pay retry needs the payment gateway; another replica's stage may
+//   need what this one lacks), so a retry waits in the table until such a replica takes it;
 // - the deadline sweeper compensates sagas stuck in a step past its deadline;
 // - the DLQ replayer re-injects entries queued by a bulk replay, at most replay_rate per second.
 // Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas share the work without doing any
@@ -8,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -20,6 +23,7 @@ struct saga_job_settings {
   std::chrono::milliseconds retry_poll{200};
   std::chrono::milliseconds sweep_interval{1000};
   int replay_rate = 50;  // per second
+  std::vector<std::string> retried_stages{"validate", "reserve", "pay", "confirm"};
 };
 
 class saga_jobs {

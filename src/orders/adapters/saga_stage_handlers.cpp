@@ -388,10 +388,12 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " error_class = EXCLUDED.error_class, last_error = EXCLUDED.last_error,"
             " last_failure_at = now(), due_at = EXCLUDED.due_at");
   // A claimed retry is leased for a minute: if its replica dies, another one runs it then.
+  // Only retries of the stages $2 this replica runs: a split deployment's pay retries wait
+  // for a replica with the payment gateway.
   c.prepare("saga_claim_due_retries",
             "UPDATE stage_retries SET due_at = now() + interval '60 seconds' WHERE id IN"
-            " (SELECT id FROM stage_retries WHERE due_at <= now() ORDER BY due_at LIMIT $1"
-            " FOR UPDATE SKIP LOCKED) RETURNING id, stage, attempts,"
+            " (SELECT id FROM stage_retries WHERE due_at <= now() AND stage = ANY($2::text[])"
+            " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, stage, attempts,"
             " to_char(first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
             " topic, partition, \"offset\", message_key, encode(payload, 'hex'), headers::text");
   c.prepare("saga_take_retry", "DELETE FROM stage_retries WHERE id = $1 AND attempts = $2");
@@ -810,11 +812,15 @@ void saga_stage_handlers::schedule_retry(pqxx::work& tx, const char* consumer,
                          order_id, delay.count(), attempts, error);
 }
 
-std::vector<stage_retry> saga_stage_handlers::claim_due_retries(int limit) {
+std::vector<stage_retry> saga_stage_handlers::claim_due_retries(
+    int limit, const std::vector<std::string>& stages) {
   std::vector<stage_retry> out;
+  if (stages.empty())
+    return out;
+  const std::vector<std::string_view> names(stages.begin(), stages.end());
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    for (const auto& r : tx.exec_prepared("saga_claim_due_retries", limit)) {
+    for (const auto& r : tx.exec_prepared("saga_claim_due_retries", limit, pg::text_array(names))) {
       stage_retry retry;
       retry.id = r[0].as<std::int64_t>();
       retry.stage = r[1].as<std::string>();

@@ -104,9 +104,9 @@ class saga_stage_handlers {
   asio::awaitable<void> pay(const kafka::consumed_message& message);
   asio::awaitable<void> confirm(const kafka::consumed_message& message);
 
-  // Blocking, for the background jobs. Claims up to `limit` due retries for a while (another
-  // replica takes them over if this one dies running them).
-  std::vector<stage_retry> claim_due_retries(int limit);
+  // Blocking, for the background jobs. Claims up to `limit` due retries of `stages` for a
+  // while (another replica takes them over if this one dies running them).
+  std::vector<stage_retry> claim_due_retries(int limit, const std::vector<std::string>& stages);
   // Runs a claimed retry; must not throw.
   asio::awaitable<void> run_retry(const stage_retry& retry);
   // Compensates up to `limit` sagas past their step's deadline; returns how many.

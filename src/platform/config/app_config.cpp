@@ -78,6 +78,14 @@ std::vector<key_spec> build_key_table() {
       {"spring.datasource.pool-size", "16", {"DB_POOL_SIZE"}, "PostgreSQL connections per replica"},
       {"spring.datasource.connect-timeout", "3000", {}, "ms to wait for a PostgreSQL connection"},
       {"app.kafka.create-topics", "true", {}, "create missing topics at start-up"},
+      {"app.stages.enabled",
+       "validate,reserve,pay,confirm",
+       {},
+       "saga stages this replica runs, comma separated (or a YAML list); empty: none"},
+      {"app.http.api-enabled",
+       "true",
+       {},
+       "serve /api/* and the API docs; false: only /actuator/* and /metrics"},
       {"app.kafka.replication-factor", "1", {}, "replication factor of created topics"},
       {"app.retry.max-attempts",
        "3",
@@ -289,6 +297,34 @@ std::string check_level(const std::string& key, const std::string& level) {
   return lower;
 }
 
+// "pay, validate" -> {"validate", "pay"} (pipeline order); "" -> none. A YAML list arrives
+// here joined with commas.
+std::vector<std::string> parse_stages(const std::string& key, const std::string& text) {
+  std::set<std::string_view> wanted;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front())))
+      item.remove_prefix(1);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back())))
+      item.remove_suffix(1);
+    if (item.empty())
+      continue;
+    auto known = std::find(all_stages.begin(), all_stages.end(), item);
+    if (known == all_stages.end())
+      throw config_error(fmt::format("{}: unknown stage '{}' (allowed: {}; empty for none)", key,
+                                     item, fmt::join(all_stages, ", ")));
+    wanted.insert(*known);
+  }
+  std::vector<std::string> out;
+  for (auto stage : all_stages)
+    if (wanted.count(stage))
+      out.emplace_back(stage);
+  return out;
+}
+
 app_config build(const YAML::Node& root, const env_lookup& env) {
   const auto specs = build_key_table();
   std::map<std::string, std::string> given;
@@ -340,6 +376,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
       static_cast<std::size_t>(r.integer("server.max-header-bytes", 1024, 1024 * 1024));
   c.http.max_connections =
       static_cast<std::size_t>(r.integer("server.max-connections", 1, 1'000'000));
+  c.http.api_enabled = r.boolean("app.http.api-enabled");
+  c.stages.enabled = parse_stages("app.stages.enabled", r.text("app.stages.enabled"));
   c.runtime.shutdown_timeout = r.millis("server.shutdown-timeout", 0, 600'000);
   c.runtime.health_interval = r.millis("app.health.interval", 100, 60'000);
 

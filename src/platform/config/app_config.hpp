@@ -3,6 +3,7 @@
 // subsystem by subsystem as narrow structs. Every key, its default and the environment
 // variables that override it are listed in app_config.cpp (and in the README).
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace op::config {
@@ -54,6 +56,26 @@ struct http_config {
   milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
   std::size_t max_connections = 10000;
   int threads = 0;  // 0: one per core
+  // False: a worker replica serves only /actuator/* and /metrics; /api/* and the API docs
+  // are not routed (404).
+  bool api_enabled = true;
+};
+
+// The saga stages, in pipeline order. These names are also the `stage` label of the metrics
+// and the stage of a dead letter.
+inline constexpr std::array<std::string_view, 4> all_stages = {"validate", "reserve", "pay",
+                                                               "confirm"};
+
+// Which stages this replica consumes, so that one stage can be scaled on its own.
+struct stages_config {
+  std::vector<std::string> enabled{all_stages.begin(), all_stages.end()};  // pipeline order
+
+  bool runs(std::string_view stage) const {
+    for (const auto& s : enabled)
+      if (s == stage)
+        return true;
+    return false;
+  }
 };
 
 struct retry_config {
@@ -129,6 +151,7 @@ struct runtime_config {
 struct app_config {
   http_config http;
   kafka_config kafka;
+  stages_config stages;
   database_config database;
   retry_config retry;
   payment_config payment;

@@ -19,9 +19,16 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
-std::string detail_value(const std::variant<std::string, std::int64_t>& value) {
+std::string detail_value(
+    const std::variant<std::string, std::int64_t, std::vector<std::string>>& value) {
   if (const auto* text = std::get_if<std::string>(&value))
     return json::quoted(*text);
+  if (const auto* list = std::get_if<std::vector<std::string>>(&value)) {
+    std::string out = "[";
+    for (const auto& item : *list)
+      out += (out.size() > 1 ? "," : "") + json::quoted(item);
+    return out + "]";
+  }
   return std::to_string(std::get<std::int64_t>(value));
 }
 
@@ -51,11 +58,12 @@ std::string components_json(const runtime::health_monitor& monitor) {
 
 }  // namespace
 
-void add_health_routes(router& routes, const runtime::health_monitor& monitor,
-                       readiness_gate gate) {
-  routes.add(verb::get, "/api/orders/health", [](request_context&) -> asio::awaitable<response> {
-    co_return text_response(status::ok, "Order Processing Service is healthy");
-  });
+void add_health_routes(router& routes, const runtime::health_monitor& monitor, readiness_gate gate,
+                       bool with_api) {
+  if (with_api)
+    routes.add(verb::get, "/api/orders/health", [](request_context&) -> asio::awaitable<response> {
+      co_return text_response(status::ok, "Order Processing Service is healthy");
+    });
 
   routes.add(verb::get, "/actuator/health",
              [&monitor, gate](request_context&) -> asio::awaitable<response> {

@@ -7,6 +7,8 @@
 //   GET /actuator/health/readiness     UP when every probed component is UP and the server
 //                                      is neither starting nor draining; 503 otherwise
 // Informational components never change the overall status or readiness.
+// /api/orders/health belongs to the public API: a worker replica without it (with_api false)
+// answers it 404 like any /api/* path, and is probed on /actuator/health/*.
 
 #include <functional>
 #include <optional>
@@ -20,6 +22,7 @@ namespace op::http {
 // nullopt when the server itself is ready for traffic, else why not (starting, draining).
 using readiness_gate = std::function<std::optional<std::string>()>;
 
-void add_health_routes(router& routes, const runtime::health_monitor& monitor, readiness_gate gate);
+void add_health_routes(router& routes, const runtime::health_monitor& monitor, readiness_gate gate,
+                       bool with_api = true);
 
 }  // namespace op::http

@@ -36,7 +36,8 @@ class health_monitor {
 
   struct report {
     std::string status;  // "UP", or a state of the component's own such as "CIRCUIT_OPEN"
-    std::map<std::string, std::variant<std::string, std::int64_t>> details;
+    std::map<std::string, std::variant<std::string, std::int64_t, std::vector<std::string>>>
+        details;
   };
   using reporter = std::function<report()>;
 

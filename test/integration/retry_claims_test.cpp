@@ -1,0 +1,71 @@
+// The retry scheduler of a replica claims only the durable retries of the stages it runs
+// (app.stages.enabled): a pay retry is never run by a replica without the payment gateway,
+// and waits in PostgreSQL until a replica that runs pay claims it.
+
+#include <catch2/catch.hpp>
+
+#include "orders/adapters/dead_letters.hpp"
+#include "orders/adapters/saga_stage_handlers.hpp"
+#include "platform/pg/migrator.hpp"
+#include "support/test_environment.hpp"
+
+using namespace op;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A replica without the payment gateway: any call is a test failure.
+struct no_payment_gateway final : payments::payment_gateway {
+  asio::awaitable<payments::charge_result> charge(payments::charge_request) override {
+    throw std::logic_error("charge without a payment gateway");
+  }
+  asio::awaitable<payments::refund_result> refund(std::string) override {
+    throw std::logic_error("refund without a payment gateway");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a replica claims only the retries of the stages it runs", "[stages][db]") {
+  {
+    pqxx::connection conn(test::db_url());
+    pg::migrate(conn, pg::embedded_migrations());
+  }
+  pg::connection_pool pool(test::db_url(), 2, 3s);
+  pool.add_setup(orders::saga_stage_handlers::prepare_statements);
+  asio::thread_pool blocking(1);
+  no_payment_gateway gateway;
+  orders::dead_letter_queue dead_letters("dlq.orders");
+  orders::saga_stage_handlers stages(pool, blocking, gateway, dead_letters, {});
+
+  // A pay retry due long ago, so it comes first among any others due.
+  const auto order_id = test::unique_name("ORD-retry");
+  pool.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params(
+        "INSERT INTO stage_retries (stage, order_id, topic, partition, \"offset\", message_key,"
+        " payload, attempts, error_class, last_error, due_at) VALUES ('pay', $1,"
+        " 'inventory.reserved', 0, 0, $1, '\\x7b7d', 1, 'transient', 'gateway timed out',"
+        " '2000-01-01')",
+        order_id);
+    tx.commit();
+  });
+  auto claimed_ours = [&](const std::vector<std::string>& replica_stages, int limit) {
+    std::vector<std::string> out;
+    for (const auto& retry : stages.claim_due_retries(limit, replica_stages))
+      if (retry.message.key == order_id)
+        out.push_back(retry.stage);
+    return out;
+  };
+
+  CHECK(claimed_ours({"validate", "reserve"}, 64).empty());
+  CHECK(claimed_ours({}, 64).empty());
+  CHECK(claimed_ours({"pay", "confirm"}, 1) == std::vector<std::string>{"pay"});
+
+  pool.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("DELETE FROM stage_retries WHERE order_id = $1", order_id);
+    tx.commit();
+  });
+  blocking.join();
+}
