@@ -10,6 +10,7 @@
 #include "inventory/adapters/product_routes.hpp"
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/adapters/dlq_routes.hpp"
+#include "orders/adapters/order_outcome_listener.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "orders/adapters/saga_jobs.hpp"
@@ -31,6 +32,7 @@
 #include "platform/pg/migrator.hpp"
 #include "platform/runtime/asio.hpp"
 #include "platform/runtime/health_monitor.hpp"
+#include "platform/runtime/waiter_registry.hpp"
 
 namespace op::bootstrap {
 namespace {
@@ -91,6 +93,9 @@ struct application::parts {
         stages(pool, stage_database, breaking_gateway, dead_letters, saga_settings_of(c)),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate}),
+        waiters(c.http.max_waiting_requests),
+        outcomes(c.kafka.bootstrap_servers,
+                 {c.kafka.order_confirmed.name, c.kafka.order_failed.name}, waiters),
         monitor(c.runtime.health_interval),
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
@@ -131,6 +136,9 @@ struct application::parts {
   orders::saga_stage_handlers stages;
   orders::saga_jobs jobs;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
+  // Requests waiting for an order's final state, and what wakes them.
+  runtime::waiter_registry waiters;
+  orders::order_outcome_listener outcomes;
   runtime::health_monitor monitor;
   http::router routes;
   http::server server;
@@ -193,7 +201,9 @@ int application::run() {
                                       p.customers,
                                       p.blocking,
                                       {c.orders.max_quantity, c.orders.max_items},
-                                      c.admin.token});
+                                      c.admin.token,
+                                      p.stages,
+                                      p.waiters});
   inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
   orders::add_dlq_routes(p.routes,
                          {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
@@ -253,6 +263,11 @@ int application::run() {
       consumer->start();
     p.stages.start_refunds(p.ioc);
     p.jobs.start();
+    // Ready once outcomes are heard, so a waiting request is woken from the first order on.
+    p.outcomes.start();
+    for (int i = 0; i < 100 && !p.outcomes.listening(); ++i)
+      if (!wait_or_stop(100ms))
+        return;
     p.started = true;
     logger->info("order-pipeline started on port {}", p.server.port());
   });
@@ -288,12 +303,14 @@ int application::run() {
   // what they hold and commit their offsets, then the relay publishes what is committed.
   auto deadline = std::chrono::steady_clock::now() + c.runtime.shutdown_timeout;
   p.server.stop();
+  p.waiters.drain();  // waiting requests answer the order as it stands
   while (p.server.open_connections() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   if (auto left = p.server.open_connections())
     logger->warn("closing {} connections still open after the drain timeout", left);
   p.server.close_all();
   startup.join();
+  p.outcomes.stop();
   auto remaining = [&] {
     return std::max(std::chrono::milliseconds(0),
                     std::chrono::duration_cast<std::chrono::milliseconds>(

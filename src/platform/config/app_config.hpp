@@ -53,6 +53,7 @@ struct http_config {
   std::size_t header_limit_bytes = 8192;  // request line and headers
   milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
   std::size_t max_connections = 10000;
+  std::size_t max_waiting_requests = 10000;  // GET /api/orders/{id}?waitFor=final at once
   int threads = 0;  // 0: one per core
 };
 
