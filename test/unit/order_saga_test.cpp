@@ -470,16 +470,15 @@ TEST_CASE("a customer's cancel ends the order and undoes exactly what it may hol
     auto result = order_saga::apply(state_in(status), events::cancel_requested{});
     if (is_terminal(status)) {
       // CONFIRMED is kept (the caller answers 409); an ended saga is never ended twice.
-      CHECK(rejected(result) ==
-            saga_rejection{saga_error::event_does_not_fit, status,
-                           saga_event_kind::cancel_requested});
+      CHECK(rejected(result) == saga_rejection{saga_error::event_does_not_fit, status,
+                                               saga_event_kind::cancel_requested});
       continue;
     }
     auto step = accepted(result);
     CHECK(step.next == make_state(order_status::cancelled, cancel_reason::customer_cancelled,
                                   customer_detail, false, false));
-    const bool waits_for_payment_or_later = status == order_status::inventory_reserved ||
-                                            status == order_status::payment_processed;
+    const bool waits_for_payment_or_later =
+        status == order_status::inventory_reserved || status == order_status::payment_processed;
     CHECK(step.commands == (waits_for_payment_or_later
                                 ? std::vector{refund, release, publish_order_failed}
                                 : std::vector{publish_order_failed}));

@@ -245,78 +245,76 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
         co_return co_await http::run_blocking(ctx->blocking, work);
       });
 
-  routes.add(
-      http::verb::get, "/api/orders/{id}",
-      [ctx](request_context& req) -> asio::awaitable<response> {
-        auto id = req.path_params.at("id");
-        auto wait = wait_of(req);
-        if (auto* refused = std::get_if<response>(&wait))
-          co_return std::move(*refused);
-        auto timeout = std::get<std::optional<std::chrono::milliseconds>>(wait);
-        bool final = false;
-        auto work = [ctx, id, &final] {
-          auto order = ctx->orders.find(id);
-          if (!order)
-            return order_not_found(id);
-          final = is_final_status(order->status);
-          return http::json_response(status::ok, order_json(*order));
-        };
-        if (!timeout)
-          co_return co_await http::run_blocking(ctx->blocking, work);
+  routes.add(http::verb::get, "/api/orders/{id}",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               auto id = req.path_params.at("id");
+               auto wait = wait_of(req);
+               if (auto* refused = std::get_if<response>(&wait))
+                 co_return std::move(*refused);
+               auto timeout = std::get<std::optional<std::chrono::milliseconds>>(wait);
+               bool final = false;
+               auto work = [ctx, id, &final] {
+                 auto order = ctx->orders.find(id);
+                 if (!order)
+                   return order_not_found(id);
+                 final = is_final_status(order->status);
+                 return http::json_response(status::ok, order_json(*order));
+               };
+               if (!timeout)
+                 co_return co_await http::run_blocking(ctx->blocking, work);
 
-        // Enlisted before the first read, so an outcome that lands in between still wakes
-        // this request; the wait holds a timer, not a thread.
-        auto deadline = std::chrono::steady_clock::now() + *timeout;
-        auto ticket = ctx->waiters.enlist(id, co_await asio::this_coro::executor);
-        if (!ticket && !ctx->waiters.draining()) {
-          auto busy = http::error_response(
-              status::service_unavailable, "too_many_waiting_requests", "waitFor",
-              "server.max-waiting-requests requests wait already; retry shortly or read the "
-              "order without waitFor");
-          busy.set(http::beast_http::field::retry_after, "1");
-          co_return busy;
-        }
-        for (;;) {
-          auto res = co_await http::run_blocking(ctx->blocking, work);
-          if (res.result() != status::ok)
-            co_return res;
-          if (final || !ticket || ctx->waiters.draining() ||
-              std::chrono::steady_clock::now() >= deadline) {
-            // Not final: the timeout passed, or the server is shutting down.
-            res.set("Wait-Timed-Out", final ? "false" : "true");
-            co_return res;
-          }
-          co_await ticket->wait_until(deadline);
-        }
-      });
+               // Enlisted before the first read, so an outcome that lands in between still wakes
+               // this request; the wait holds a timer, not a thread.
+               auto deadline = std::chrono::steady_clock::now() + *timeout;
+               auto ticket = ctx->waiters.enlist(id, co_await asio::this_coro::executor);
+               if (!ticket && !ctx->waiters.draining()) {
+                 auto busy = http::error_response(
+                     status::service_unavailable, "too_many_waiting_requests", "waitFor",
+                     "server.max-waiting-requests requests wait already; retry shortly or read the "
+                     "order without waitFor");
+                 busy.set(http::beast_http::field::retry_after, "1");
+                 co_return busy;
+               }
+               for (;;) {
+                 auto res = co_await http::run_blocking(ctx->blocking, work);
+                 if (res.result() != status::ok)
+                   co_return res;
+                 if (final || !ticket || ctx->waiters.draining() ||
+                     std::chrono::steady_clock::now() >= deadline) {
+                   // Not final: the timeout passed, or the server is shutting down.
+                   res.set("Wait-Timed-Out", final ? "false" : "true");
+                   co_return res;
+                 }
+                 co_await ticket->wait_until(deadline);
+               }
+             });
 
-  routes.add(
-      http::verb::post, "/api/orders/{id}/cancel",
-      [ctx](request_context& req) -> asio::awaitable<response> {
-        auto id = req.path_params.at("id");
-        auto work = [ctx, id] {
-          auto outcome = ctx->cancellation.cancel(id);
-          cancel_requests(outcome.outcome).inc();
-          switch (outcome.outcome) {
-            case cancellation::kind::not_found:
-              return order_not_found(id);
-            case cancellation::kind::conflict:
-              return not_cancellable(id, outcome.status);
-            case cancellation::kind::cancelled:
-            case cancellation::kind::refunding:
-              break;
-          }
-          auto order = ctx->orders.find(id);
-          if (!order)
-            return order_not_found(id);
-          // 202: the order is CANCELLED, but the money goes back asynchronously.
-          return http::json_response(outcome.outcome == cancellation::kind::refunding
-                                         ? status::accepted
-                                         : status::ok,
-                                     order_json(*order));
-        };
-        co_return co_await http::run_blocking(ctx->blocking, work);
-      });
+  routes.add(http::verb::post, "/api/orders/{id}/cancel",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               auto id = req.path_params.at("id");
+               auto work = [ctx, id] {
+                 auto outcome = ctx->cancellation.cancel(id);
+                 cancel_requests(outcome.outcome).inc();
+                 switch (outcome.outcome) {
+                   case cancellation::kind::not_found:
+                     return order_not_found(id);
+                   case cancellation::kind::conflict:
+                     return not_cancellable(id, outcome.status);
+                   case cancellation::kind::cancelled:
+                   case cancellation::kind::refunding:
+                     break;
+                 }
+                 auto order = ctx->orders.find(id);
+                 if (!order)
+                   return order_not_found(id);
+                 // 202: the order is CANCELLED, but the money goes back asynchronously.
+                 return http::json_response(outcome.outcome == cancellation::kind::refunding
+                                                ? status::accepted
+                                                : status::ok,
+                                            order_json(*order));
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
 
   routes.add(http::verb::get, "/api/orders/{id}/events",
              [ctx](request_context& req) -> asio::awaitable<response> {

@@ -54,7 +54,7 @@ struct http_config {
   milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
   std::size_t max_connections = 10000;
   std::size_t max_waiting_requests = 10000;  // GET /api/orders/{id}?waitFor=final at once
-  int threads = 0;  // 0: one per core
+  int threads = 0;                           // 0: one per core
 };
 
 struct retry_config {

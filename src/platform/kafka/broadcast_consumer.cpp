@@ -26,8 +26,8 @@ broadcast_consumer::broadcast_consumer(std::string bootstrap_servers,
   set("bootstrap.servers", bootstrap_servers_);
   // librdkafka's consumer wants a group id, but assign() never joins the group and nothing
   // is committed: a name of its own per process keeps it apart from every real group.
-  set("group.id", fmt::format("order-pipeline-broadcast-{}-{:x}", ::getpid(),
-                              std::random_device{}()));
+  set("group.id",
+      fmt::format("order-pipeline-broadcast-{}-{:x}", ::getpid(), std::random_device{}()));
   set("client.id", "order-pipeline-broadcast");
   set("enable.auto.commit", "false");
   set("enable.auto.offset.store", "false");

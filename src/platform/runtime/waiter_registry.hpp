@@ -27,8 +27,8 @@ class waiter_registry {
   // A registered waiter; leaves the registry when destroyed.
   class ticket {
    public:
-    ticket(waiter_registry& owner, std::multimap<std::string, std::shared_ptr<waiter>,
-                                                 std::less<>>::iterator entry);
+    ticket(waiter_registry& owner,
+           std::multimap<std::string, std::shared_ptr<waiter>, std::less<>>::iterator entry);
     ~ticket();
     ticket(const ticket&) = delete;
     ticket& operator=(const ticket&) = delete;
