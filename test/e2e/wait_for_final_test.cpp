@@ -8,10 +8,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <thread>
 
+#include "platform/runtime/asio.hpp"
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/pipeline_fixture.hpp"
@@ -76,7 +78,8 @@ asio::awaitable<void> wait_for(unsigned short port, std::string target, waited& 
     co_await beast::http::async_read(socket, buffer, res, asio::use_awaitable);
     out.status = res.result_int();
     out.order_status = test::json_field(res.body(), "status");
-    out.timed_out = std::string(res["Wait-Timed-Out"]);
+    auto timed_out = res["Wait-Timed-Out"];
+    out.timed_out.assign(timed_out.data(), timed_out.size());
   } catch (const std::exception&) {
     out.status = -1;
   }
