@@ -616,7 +616,11 @@ std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer
   logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
   if (is_terminal(next.next.status) && next.next.status != row.state.status)
     writes.finals.emplace_back(next.next, row.age_seconds);
-  writes.sagas.push_back({&row, std::move(next)});
+  // A transition that only compensates (a late capture refunded) leaves the saga, the order
+  // and its history as they are: the order's updatedAt, and so a repeated cancel's answer,
+  // stays the same.
+  if (next.next != row.state)
+    writes.sagas.push_back({&row, std::move(next)});
   return "applied";
 }
 
