@@ -117,7 +117,7 @@ TEST_CASE("waitFor=final answers as soon as the order is final", "[wait]") {
 }
 
 TEST_CASE("waitFor=final answers the current state when the timeout passes", "[wait]") {
-  pipeline p({{"APP_PAYMENT_TIMEOUT", "30000"}});
+  pipeline p(std::map<std::string, std::string>{{"APP_PAYMENT_TIMEOUT", "30000"}});
   auto product = p.product("6.00", 10);
   p.gateway.control(R"({"latencyMs":20000})");
   auto id = p.order_of(product, 1, "6.00", "6.00");
@@ -135,7 +135,7 @@ TEST_CASE("waitFor=final answers the current state when the timeout passes", "[w
 
 TEST_CASE("2,000 requests wait at once without a thread each, then all get the final state",
           "[wait][concurrency]") {
-  pipeline p({{"APP_PAYMENT_TIMEOUT", "60000"}});
+  pipeline p(std::map<std::string, std::string>{{"APP_PAYMENT_TIMEOUT", "60000"}});
   const int waiters = 2000;
   const int orders = 20;
   auto product = p.product("1.00", 100);
@@ -186,7 +186,7 @@ TEST_CASE("2,000 requests wait at once without a thread each, then all get the f
 }
 
 TEST_CASE("on SIGTERM, waiting requests answer the order as it stands at once", "[wait]") {
-  pipeline p({{"APP_PAYMENT_TIMEOUT", "60000"}});
+  pipeline p(std::map<std::string, std::string>{{"APP_PAYMENT_TIMEOUT", "60000"}});
   auto product = p.product("6.00", 10);
   p.gateway.control(R"({"latencyMs":30000})");
   auto id = p.order_of(product, 1, "6.00", "6.00");

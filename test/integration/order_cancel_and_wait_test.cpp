@@ -75,7 +75,7 @@ TEST_CASE("waitFor and timeoutMs out of their rules get 400 naming the parameter
 }
 
 TEST_CASE("past server.max-waiting-requests, waitFor gets 503 with Retry-After", "[wait]") {
-  running_server s({{"SERVER_MAX_WAITING_REQUESTS", "0"}});
+  running_server s(std::map<std::string, std::string>{{"SERVER_MAX_WAITING_REQUESTS", "0"}});
   auto id = place(s.port());
   auto reply = test::http_get(s.port(), "/api/orders/" + id + "?waitFor=final&timeoutMs=100");
   INFO(reply.body);
