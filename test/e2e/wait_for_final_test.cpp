@@ -86,11 +86,18 @@ asio::awaitable<void> wait_for(unsigned short port, std::string target, waited& 
   ++done;
 }
 
+// Waits until an order goes through: a server that joins the tests' consumer group after a
+// killed one gets its partitions only when the group rebalances, which takes up to 10 s.
+void wait_until_flowing(pipeline& p, const std::string& product) {
+  REQUIRE(p.wait_final(p.order_of(product, 1, "6.00", "6.00")).status == "CONFIRMED");
+}
+
 }  // namespace
 
 TEST_CASE("waitFor=final answers as soon as the order is final", "[wait]") {
   pipeline p;
   auto product = p.product("6.00", 10);
+  wait_until_flowing(p, product);
   p.gateway.control(R"({"latencyMs":700})");
   auto id = p.order_of(product, 1, "6.00", "6.00");
   auto sent = std::chrono::steady_clock::now();
@@ -139,6 +146,7 @@ TEST_CASE("2,000 requests wait at once without a thread each, then all get the f
   const int waiters = 2000;
   const int orders = 20;
   auto product = p.product("1.00", 100);
+  REQUIRE(p.wait_final(p.order_of(product, 1, "1.00", "1.00")).status == "CONFIRMED");
   // The charges take 20 s: long enough to hold every waiter.
   p.gateway.control(R"({"latencyMs":20000})");
   std::vector<std::string> ids;
