@@ -14,6 +14,7 @@
 #include "orders/adapters/data_retention.hpp"
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/adapters/dlq_routes.hpp"
+#include "orders/adapters/order_outcome_listener.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
 #include "orders/adapters/saga_jobs.hpp"
@@ -35,6 +36,7 @@
 #include "platform/pg/migrator.hpp"
 #include "platform/runtime/asio.hpp"
 #include "platform/runtime/health_monitor.hpp"
+#include "platform/runtime/waiter_registry.hpp"
 
 namespace op::bootstrap {
 namespace {
@@ -111,6 +113,9 @@ struct application::parts {
         retention(pool,
                   {c.retention.interval, c.retention.event_claims, c.retention.idempotency_keys,
                    c.retention.replayed_dead_letters, c.retention.batch_size}),
+        waiters(c.http.max_waiting_requests),
+        outcomes(c.kafka.bootstrap_servers,
+                 {c.kafka.order_confirmed.name, c.kafka.order_failed.name}, waiters),
         monitor(c.runtime.health_interval),
         dashboard(
             {asio::ip::host_name() + ":" + std::to_string(c.http.port), c.dashboard.interval,
@@ -159,6 +164,9 @@ struct application::parts {
   orders::saga_jobs jobs;
   orders::data_retention retention;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
+  // Requests waiting for an order's final state, and what wakes them.
+  runtime::waiter_registry waiters;
+  orders::order_outcome_listener outcomes;
   runtime::health_monitor monitor;
   dashboard::dashboard_feed dashboard;
   http::router routes;
@@ -250,7 +258,9 @@ int application::run() {
                                         p.customers,
                                         p.blocking,
                                         {c.orders.max_quantity, c.orders.max_items},
-                                        c.admin.token});
+                                        c.admin.token,
+                                        p.stages,
+                                        p.waiters});
     inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
     orders::add_dlq_routes(p.routes,
                            {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});
@@ -321,6 +331,13 @@ int application::run() {
       p.stages.start_refunds(p.ioc);
     p.jobs.start();
     p.retention.start();
+    if (c.http.api_enabled) {
+      // Ready once outcomes are heard, so a waiting request is woken from the first order on.
+      p.outcomes.start();
+      for (int i = 0; i < 100 && !p.outcomes.listening(); ++i)
+        if (!wait_or_stop(100ms))
+          return;
+    }
     p.started = true;
     logger->info("order-pipeline started on port {}: stages [{}], API {}", p.server.port(),
                  fmt::join(c.stages.enabled, ", "), c.http.api_enabled ? "on" : "off");
@@ -357,6 +374,7 @@ int application::run() {
   // what they hold and commit their offsets, then the relay publishes what is committed.
   auto deadline = std::chrono::steady_clock::now() + c.runtime.shutdown_timeout;
   p.server.stop();
+  p.waiters.drain();  // waiting requests answer the order as it stands
   while (p.server.open_connections() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   if (auto left = p.server.open_connections())
@@ -364,6 +382,7 @@ int application::run() {
   p.server.close_all();
   p.dashboard.stop();
   startup.join();
+  p.outcomes.stop();
   auto remaining = [&] {
     return std::max(std::chrono::milliseconds(0),
                     std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <sstream>
 #include <thread>
 
 #include "support/catalog_fixture.hpp"
@@ -78,6 +79,15 @@ std::string pipeline_fixture::status_of(const std::string& id) {
 
 std::int64_t pipeline_fixture::charged_cents(const std::string& order_id) {
   return gateway.order(order_id, "capturedCents") - gateway.order(order_id, "refundedCents");
+}
+
+double pipeline_fixture::metric(const std::string& series) {
+  std::istringstream lines(http_get(port(), "/metrics").body);
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind(series + " ", 0) == 0)
+      return std::stod(line.substr(series.size() + 1));
+  return 0;
 }
 
 }  // namespace op::test

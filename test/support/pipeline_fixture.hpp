@@ -51,6 +51,9 @@ class pipeline_fixture {
   // Captured minus refunded at the gateway.
   std::int64_t charged_cents(const std::string& order_id);
 
+  // One sample of the server's GET /metrics ("name" or "name{labels}"); 0 when absent.
+  double metric(const std::string& series);
+
  private:
   std::map<std::string, std::string> env_;
 };

@@ -36,6 +36,7 @@ class server_process {
   bool running();
 
   unsigned short port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string log_text() const;
   const std::string& log_path() const { return log_path_; }
 

@@ -81,6 +81,7 @@ const saga_command publish_order_failed = saga_command::publish(topic_kind::orde
 const saga_command release = saga_command::release_inventory();
 const saga_command commit = saga_command::commit_inventory();
 const saga_command refund = saga_command::refund_payment();
+const std::string customer_detail = "cancelled at the customer's request";
 
 // A consistent persisted state for each status; the cancelled one lost the race to a deadline.
 saga_state state_in(order_status status) {
@@ -134,6 +135,8 @@ saga_event sample(saga_event_kind kind) {
       return events::deadline_expired{};
     case saga_event_kind::processing_failed:
       return events::processing_failed{"detail of processing_failed"};
+    case saga_event_kind::cancel_requested:
+      return events::cancel_requested{};
   }
   FAIL("unknown event kind");
   return events::validation_passed{};
@@ -225,6 +228,22 @@ const std::vector<expected_row>& transition_table() {
        e::payment_captured,
        make_state(s::cancelled, r::payment_timeout, "cancelled earlier", false, false),
        {refund}},
+      {s::placed,
+       e::cancel_requested,
+       make_state(s::cancelled, r::customer_cancelled, customer_detail, false, false),
+       {publish_order_failed}},
+      {s::validated,
+       e::cancel_requested,
+       make_state(s::cancelled, r::customer_cancelled, customer_detail, false, false),
+       {publish_order_failed}},
+      {s::inventory_reserved,
+       e::cancel_requested,
+       make_state(s::cancelled, r::customer_cancelled, customer_detail, false, false),
+       {refund, release, publish_order_failed}},
+      {s::payment_processed,
+       e::cancel_requested,
+       make_state(s::cancelled, r::customer_cancelled, customer_detail, false, false),
+       {refund, release, publish_order_failed}},
   };
   return table;
 }
@@ -282,6 +301,7 @@ TEST_CASE("cancel reason strings are the public API's names", "[saga]") {
   CHECK(to_string(cancel_reason::confirmation_timeout) == "CONFIRMATION_TIMEOUT");
   CHECK(to_string(cancel_reason::validation_timeout) == "VALIDATION_TIMEOUT");
   CHECK(to_string(cancel_reason::reservation_timeout) == "RESERVATION_TIMEOUT");
+  CHECK(to_string(cancel_reason::customer_cancelled) == "CUSTOMER_CANCELLED");
   for (cancel_reason reason : all_cancel_reasons)
     CHECK(parse_cancel_reason(to_string(reason)) == reason);
   CHECK_FALSE(parse_cancel_reason("out_of_stock").has_value());
@@ -444,6 +464,84 @@ TEST_CASE("a capture that loses the race to the deadline is refunded", "[saga]")
   }
 }
 
+TEST_CASE("a customer's cancel ends the order and undoes exactly what it may hold", "[saga]") {
+  for (order_status status : all_order_statuses) {
+    INFO(to_string(status));
+    auto result = order_saga::apply(state_in(status), events::cancel_requested{});
+    if (is_terminal(status)) {
+      // CONFIRMED is kept (the caller answers 409); an ended saga is never ended twice.
+      CHECK(rejected(result) == saga_rejection{saga_error::event_does_not_fit, status,
+                                               saga_event_kind::cancel_requested});
+      continue;
+    }
+    auto step = accepted(result);
+    CHECK(step.next == make_state(order_status::cancelled, cancel_reason::customer_cancelled,
+                                  customer_detail, false, false));
+    const bool waits_for_payment_or_later =
+        status == order_status::inventory_reserved || status == order_status::payment_processed;
+    CHECK(step.commands == (waits_for_payment_or_later
+                                ? std::vector{refund, release, publish_order_failed}
+                                : std::vector{publish_order_failed}));
+  }
+}
+
+TEST_CASE("a step that completes after the cancel changes nothing but refunds a capture",
+          "[saga]") {
+  // The cancel committed first (it held the saga row's lock); the step's transaction then
+  // brings its outcome to the cancelled saga.
+  for (order_status status : {order_status::placed, order_status::validated,
+                              order_status::inventory_reserved, order_status::payment_processed}) {
+    auto cancelled = apply(state_in(status), events::cancel_requested{});
+    for (saga_event_kind kind : all_saga_event_kinds) {
+      INFO(to_string(status) << ", cancelled, then " << to_string(kind));
+      auto late = order_saga::apply(cancelled.next, sample(kind));
+      if (kind == saga_event_kind::payment_captured) {
+        // The pay step charged while the cancel ran: the money goes back, the order stays
+        // CANCELLED/CUSTOMER_CANCELLED.
+        auto step = accepted(late);
+        CHECK(step.next == cancelled.next);
+        CHECK(step.commands == std::vector{refund});
+      } else {
+        CHECK(rejected(late).status == order_status::cancelled);
+      }
+    }
+  }
+}
+
+TEST_CASE("a cancel after a step completed compensates what that step did", "[saga]") {
+  // The step's transaction committed first; the cancel sees its effect under the lock.
+  auto validated = apply(state_in(order_status::placed), events::validation_passed{});
+  CHECK(apply(validated.next, events::cancel_requested{}).commands ==
+        std::vector{publish_order_failed});
+
+  auto reserved = apply(state_in(order_status::validated), events::inventory_reserved{});
+  CHECK(apply(reserved.next, events::cancel_requested{}).commands ==
+        std::vector{refund, release, publish_order_failed});
+
+  auto paid = apply(state_in(order_status::inventory_reserved), events::payment_captured{"ch"});
+  auto after_paid = apply(paid.next, events::cancel_requested{});
+  CHECK(after_paid.commands == std::vector{refund, release, publish_order_failed});
+  CHECK(after_paid.next.reason == cancel_reason::customer_cancelled);
+
+  // Confirmed first: the cancel is refused and the sale stands.
+  auto confirmed = apply(state_in(order_status::payment_processed), events::order_confirmed{});
+  CHECK(rejected(order_saga::apply(confirmed.next, events::cancel_requested{})).status ==
+        order_status::confirmed);
+
+  // Declined or out of stock first: the order is already CANCELLED with that reason, which
+  // the cancel leaves as it is.
+  auto declined =
+      apply(state_in(order_status::inventory_reserved), events::payment_declined{"declined"});
+  CHECK(rejected(order_saga::apply(declined.next, events::cancel_requested{})).status ==
+        order_status::cancelled);
+
+  // A second cancel of a cancelled order is refused by the saga (the HTTP route answers the
+  // first cancel's outcome again).
+  auto once = apply(state_in(order_status::placed), events::cancel_requested{});
+  CHECK(rejected(order_saga::apply(once.next, events::cancel_requested{})).event ==
+        saga_event_kind::cancel_requested);
+}
+
 TEST_CASE("every status x event pair is accepted exactly as the table says", "[saga]") {
   std::size_t accepted_pairs = 0;
   for (order_status status : all_order_statuses) {
@@ -466,7 +564,7 @@ TEST_CASE("every status x event pair is accepted exactly as the table says", "[s
     }
   }
   CHECK(accepted_pairs == transition_table().size());
-  CHECK(accepted_pairs == 17);
+  CHECK(accepted_pairs == 21);
 }
 
 TEST_CASE("ended sagas refuse everything but a late capture on a cancelled order", "[saga]") {

@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <charconv>
+#include <chrono>
 #include <variant>
 
 #include "orders/adapters/order_json.hpp"
@@ -26,6 +27,8 @@ using http::status;
 constexpr std::size_t max_idempotency_key_length = 255;
 constexpr int default_list_limit = 50;
 constexpr int max_list_limit = 200;
+constexpr int default_wait_ms = 10000;
+constexpr int max_wait_ms = 30000;
 
 class json_presenter final : public order_presenter {
  public:
@@ -112,12 +115,81 @@ std::string customer_json(const customer& c) {
          (c.active ? "true" : "false") + "}";
 }
 
+// Reads a query parameter as an integer from `min` to `max`; nullopt when it is anything else.
+std::optional<int> bounded_integer(std::string_view text, int min, int max) {
+  int value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max)
+    return std::nullopt;
+  return value;
+}
+
+// How long GET /api/orders/{id} may wait for the order's final state: nullopt without
+// waitFor, or the 400 naming the parameter.
+std::variant<std::optional<std::chrono::milliseconds>, response> wait_of(
+    const request_context& req) {
+  std::optional<int> timeout = default_wait_ms;
+  if (auto text = req.query_param("timeoutMs")) {
+    timeout = bounded_integer(*text, 0, max_wait_ms);
+    if (!timeout)
+      return http::error_response(status::bad_request, "validation_failed", "timeoutMs",
+                                  "timeoutMs must be an integer from 0 to 30000");
+  }
+  auto wait_for = req.query_param("waitFor");
+  if (!wait_for)
+    return std::nullopt;
+  if (*wait_for != "final")
+    return http::error_response(status::bad_request, "validation_failed", "waitFor",
+                                "waitFor must be final");
+  return std::chrono::milliseconds(*timeout);
+}
+
+bool is_final_status(std::string_view s) {
+  return s == "CONFIRMED" || s == "CANCELLED" || s == "FAILED";
+}
+
+const char* outcome_name(cancellation::kind outcome) {
+  switch (outcome) {
+    case cancellation::kind::cancelled:
+      return "cancelled";
+    case cancellation::kind::refunding:
+      return "refunding";
+    case cancellation::kind::conflict:
+      return "conflict";
+    case cancellation::kind::not_found:
+      break;
+  }
+  return "not_found";
+}
+
+metrics::counter& cancel_requests(cancellation::kind outcome) {
+  return metrics::global().get_counter("orders_cancel_requests_total",
+                                       "POST /api/orders/{id}/cancel requests, by outcome.",
+                                       {{"outcome", outcome_name(outcome)}});
+}
+
+response not_cancellable(const std::string& id, const std::string& current) {
+  return http::json_response(
+      status::conflict,
+      R"({"error":"order_not_cancellable","field":"orderId","message":)" +
+          json::quoted("order " + id + " is " + current +
+                       ": only an order that is not confirmed or ended yet can be cancelled") +
+          R"(,"status":)" + json::quoted(current) + "}");
+}
+
 }  // namespace
 
 void add_order_routes(http::router& routes, const order_routes_context& context) {
   auto ctx = std::make_shared<order_routes_context>(context);
   // Registered at start so the series exists (at zero) before the first order.
   metrics::global().get_counter("orders_placed_total", "Orders accepted by POST /api/orders.");
+  for (auto outcome : {cancellation::kind::cancelled, cancellation::kind::refunding,
+                       cancellation::kind::conflict, cancellation::kind::not_found})
+    cancel_requests(outcome);
+  metrics::global().add_callback(
+      "orders_waiting_requests",
+      "Requests waiting for an order's final state (GET /api/orders/{id}?waitFor=final).", {},
+      [ctx] { return static_cast<double>(ctx->waiters.size()); });
 
   routes.add(
       http::verb::post, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {
@@ -176,11 +248,70 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
   routes.add(http::verb::get, "/api/orders/{id}",
              [ctx](request_context& req) -> asio::awaitable<response> {
                auto id = req.path_params.at("id");
-               auto work = [ctx, id] {
+               auto wait = wait_of(req);
+               if (auto* refused = std::get_if<response>(&wait))
+                 co_return std::move(*refused);
+               auto timeout = std::get<std::optional<std::chrono::milliseconds>>(wait);
+               bool final = false;
+               auto work = [ctx, id, &final] {
                  auto order = ctx->orders.find(id);
                  if (!order)
                    return order_not_found(id);
+                 final = is_final_status(order->status);
                  return http::json_response(status::ok, order_json(*order));
+               };
+               if (!timeout)
+                 co_return co_await http::run_blocking(ctx->blocking, work);
+
+               // Enlisted before the first read, so an outcome that lands in between still wakes
+               // this request; the wait holds a timer, not a thread.
+               auto deadline = std::chrono::steady_clock::now() + *timeout;
+               auto ticket = ctx->waiters.enlist(id, co_await asio::this_coro::executor);
+               if (!ticket && !ctx->waiters.draining()) {
+                 auto busy = http::error_response(
+                     status::service_unavailable, "too_many_waiting_requests", "waitFor",
+                     "server.max-waiting-requests requests wait already; retry shortly or read the "
+                     "order without waitFor");
+                 busy.set(http::beast_http::field::retry_after, "1");
+                 co_return busy;
+               }
+               for (;;) {
+                 auto res = co_await http::run_blocking(ctx->blocking, work);
+                 if (res.result() != status::ok)
+                   co_return res;
+                 if (final || !ticket || ctx->waiters.draining() ||
+                     std::chrono::steady_clock::now() >= deadline) {
+                   // Not final: the timeout passed, or the server is shutting down.
+                   res.set("Wait-Timed-Out", final ? "false" : "true");
+                   co_return res;
+                 }
+                 co_await ticket->wait_until(deadline);
+               }
+             });
+
+  routes.add(http::verb::post, "/api/orders/{id}/cancel",
+             [ctx](request_context& req) -> asio::awaitable<response> {
+               auto id = req.path_params.at("id");
+               auto work = [ctx, id] {
+                 auto outcome = ctx->cancellation.cancel(id);
+                 cancel_requests(outcome.outcome).inc();
+                 switch (outcome.outcome) {
+                   case cancellation::kind::not_found:
+                     return order_not_found(id);
+                   case cancellation::kind::conflict:
+                     return not_cancellable(id, outcome.status);
+                   case cancellation::kind::cancelled:
+                   case cancellation::kind::refunding:
+                     break;
+                 }
+                 auto order = ctx->orders.find(id);
+                 if (!order)
+                   return order_not_found(id);
+                 // 202: the order is CANCELLED, but the money goes back asynchronously.
+                 return http::json_response(outcome.outcome == cancellation::kind::refunding
+                                                ? status::accepted
+                                                : status::ok,
+                                            order_json(*order));
                };
                co_return co_await http::run_blocking(ctx->blocking, work);
              });

@@ -1,7 +1,8 @@
 #pragma once
 // The orders HTTP API:
 //   POST /api/orders                 place an order (Idempotency-Key honoured)
-//   GET  /api/orders/{id}            one order
+//   GET  /api/orders/{id}            one order; ?waitFor=final&timeoutMs= waits for its end
+//   POST /api/orders/{id}/cancel     cancel it (CANCELLED/CUSTOMER_CANCELLED) unless it ended
 //   GET  /api/orders/{id}/events     its status history
 //   GET  /api/orders?customerId=&status=&limit=   newest first, bounded
 //   GET  /api/admin/metrics          order count per status        (admin token)
@@ -10,6 +11,7 @@
 #include "orders/app/ports.hpp"
 #include "orders/domain/order_rules.hpp"
 #include "platform/http/router.hpp"
+#include "platform/runtime/waiter_registry.hpp"
 
 namespace op::orders {
 
@@ -19,6 +21,9 @@ struct order_routes_context {
   asio::thread_pool& blocking;
   order_limits limits;
   std::string admin_token;
+  order_cancellation& cancellation;
+  // GET /api/orders/{id}?waitFor=final: woken by the outcome listener on any replica.
+  runtime::waiter_registry& waiters;
 };
 
 void add_order_routes(http::router& routes, const order_routes_context& context);

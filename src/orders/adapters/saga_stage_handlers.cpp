@@ -131,6 +131,7 @@ const char* const reserve_consumer = "reserve";
 const char* const pay_consumer = "pay";
 const char* const confirm_consumer = "confirm";
 const char* const deadline_consumer = "deadline";
+const char* const cancel_consumer = "cancel";
 
 std::string event_type_of(topic_kind topic) {
   switch (topic) {
@@ -352,11 +353,15 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
             " AND p.available + w.to_available >= 0 AND (SELECT count(*) FROM locked) >= 0"
             " RETURNING 1)"
             " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM locked)");
-  // A capture that arrives after a deadline already asked for a refund fills in the amount.
+  // A capture that arrives after a deadline or a cancel already asked for a refund fills in
+  // the amount, and makes a refund that waits to look again for a late charge due now.
   c.prepare("saga_record_payment",
             "INSERT INTO payments (order_id, charge_id, amount_cents) VALUES ($1, $2, $3)"
             " ON CONFLICT (order_id) DO UPDATE SET charge_id = EXCLUDED.charge_id,"
-            " amount_cents = EXCLUDED.amount_cents WHERE payments.charge_id = ''");
+            " amount_cents = EXCLUDED.amount_cents, next_refund_at = now()"
+            " WHERE payments.charge_id = ''");
+  c.prepare("saga_refund_requested",
+            "SELECT 1 FROM payments WHERE order_id = $1 AND refund_state IS NOT NULL");
   // Also after an earlier refund that found nothing to refund: a capture may have landed since.
   c.prepare("saga_request_refund",
             "INSERT INTO payments (order_id, charge_id, amount_cents, refund_state)"
@@ -371,7 +376,7 @@ void saga_stage_handlers::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_refund_recheck",
             "UPDATE payments SET refund_checks = refund_checks + 1,"
             " next_refund_at = now() + make_interval(secs => $2)"
-            " WHERE order_id = $1 AND refund_state = 'PENDING'");
+            " WHERE order_id = $1 AND refund_state = 'PENDING' AND charge_id = ''");
   c.prepare("saga_refund_done",
             "UPDATE payments SET refund_state = 'REFUNDED', refunded_cents = $2,"
             " refunded_at = now() WHERE order_id = $1 AND refund_state = 'PENDING'");
@@ -613,7 +618,11 @@ std::string saga_stage_handlers::transition(pqxx::work& tx, const char* consumer
   logger->debug("{}: {} -> {}", consumer, to_string(row.state.status), to_string(next.next.status));
   if (is_terminal(next.next.status) && next.next.status != row.state.status)
     writes.finals.emplace_back(next.next, row.age_seconds);
-  writes.sagas.push_back({&row, std::move(next)});
+  // A transition that only compensates (a late capture refunded) leaves the saga, the order
+  // and its history as they are: the order's updatedAt, and so a repeated cancel's answer,
+  // stays the same.
+  if (next.next != row.state)
+    writes.sagas.push_back({&row, std::move(next)});
   return "applied";
 }
 
@@ -918,6 +927,38 @@ int saga_stage_handlers::expire_overdue(int limit) {
     });
   }
   return expired;
+}
+
+cancellation saga_stage_handlers::cancel(const std::string& order_id) {
+  using kind = cancellation::kind;
+  return pool_.with_connection([&](pqxx::connection& c) -> cancellation {
+    pqxx::work tx(c);
+    // The lock waits for a stage's transaction on this order to commit, and holds the stage
+    // off until this one did: the saga decides on the state that step left.
+    auto row = lock_saga(tx, order_id);
+    if (!row)
+      return {kind::not_found, ""};
+    log::scoped_context logged(row->order_id, row->trace_id);
+    const auto& state = row->state;
+    if (state.status == order_status::cancelled &&
+        state.reason == cancel_reason::customer_cancelled) {
+      // Cancelled by an earlier request: answer what that one did.
+      bool refund = !tx.exec_prepared("saga_refund_requested", order_id).empty();
+      return {refund ? kind::refunding : kind::cancelled, "CANCELLED"};
+    }
+    if (is_terminal(state.status))
+      return {kind::conflict, std::string(to_string(state.status))};
+    step_writes writes;
+    if (transition(tx, cancel_consumer, *row, events::cancel_requested{}, writes) != "applied")
+      return {kind::conflict, std::string(to_string(state.status))};
+    bool refund = false;
+    for (const auto& command : writes.sagas.back().transition.commands)
+      refund = refund || command.kind == command_kind::refund_payment;
+    write_and_commit(tx, writes);
+    log::get("saga")->info("order {} cancelled at the customer's request in {}{}", order_id,
+                           to_string(state.status), refund ? "; refund requested" : "");
+    return {refund ? kind::refunding : kind::cancelled, "CANCELLED"};
+  });
 }
 
 std::int64_t saga_stage_handlers::pending_retries() {

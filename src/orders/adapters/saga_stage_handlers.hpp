@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "orders/adapters/dead_letters.hpp"
+#include "orders/app/ports.hpp"
 #include "orders/domain/order_saga.hpp"
 #include "orders/domain/retry_policy.hpp"
 #include "payments/app/ports.hpp"
@@ -91,7 +92,7 @@ struct stage_retry {
   kafka::consumed_message message;
 };
 
-class saga_stage_handlers {
+class saga_stage_handlers final : public order_cancellation {
  public:
   saga_stage_handlers(pg::connection_pool& pool, asio::thread_pool& blocking,
                       payments::payment_gateway& gateway, const dead_letter_queue& dead_letters,
@@ -113,6 +114,9 @@ class saga_stage_handlers {
   int expire_overdue(int limit);
   // Retries waiting in stage_retries, for the metrics.
   std::int64_t pending_retries();
+
+  // A customer's cancel (order_cancellation). Blocking, for the HTTP handlers' pool.
+  cancellation cancel(const std::string& order_id) override;
 
   // Sends the refunds that cancellations requested (payments.refund_state = 'PENDING'),
   // until stop_refunds(); a refund of an order never charged is a no-op at the gateway.

@@ -77,6 +77,24 @@ class order_repository {
   virtual std::vector<status_count> count_by_status() = 0;
 };
 
+// What POST /api/orders/{id}/cancel did. `cancelled`: the order is CANCELLED/CUSTOMER_CANCELLED
+// and nothing was charged; `refunding`: the same, and a refund of a capture (or of a charge
+// that may still be in flight) was requested, which the refund worker sends to the gateway.
+// Both answer the same again on a repeated cancel. `conflict`: the order had already ended
+// (CONFIRMED, FAILED or cancelled for another reason); `status` is where it stands.
+struct cancellation {
+  enum class kind { cancelled, refunding, conflict, not_found } outcome = kind::not_found;
+  std::string status;
+};
+
+class order_cancellation {
+ public:
+  virtual ~order_cancellation() = default;
+  // Decides the cancel under the saga row's lock in one transaction, so it is serialised with
+  // the stage that works on the order at the same moment.
+  virtual cancellation cancel(const std::string& order_id) = 0;
+};
+
 struct customer {
   std::string customer_id;
   std::string email;

@@ -21,6 +21,7 @@ static_assert(kind_matches<saga_event_kind::payment_failed, events::payment_fail
 static_assert(kind_matches<saga_event_kind::order_confirmed, events::order_confirmed>);
 static_assert(kind_matches<saga_event_kind::deadline_expired, events::deadline_expired>);
 static_assert(kind_matches<saga_event_kind::processing_failed, events::processing_failed>);
+static_assert(kind_matches<saga_event_kind::cancel_requested, events::cancel_requested>);
 
 bool holds_inventory(order_status status) {
   return status == order_status::inventory_reserved || status == order_status::payment_processed;
@@ -121,6 +122,15 @@ class transition_rules {
                state_.status == order_status::inventory_reserved);
   }
 
+  saga_result operator()(const events::cancel_requested&) const {
+    if (is_terminal(state_.status))
+      return refuse();
+    // Waiting for the payment, the pay step's charge may be in flight: it is refunded too,
+    // now if it landed already, or when its capture reaches the cancelled saga.
+    return cancel(cancel_reason::customer_cancelled, "cancelled at the customer's request",
+                  state_.status == order_status::inventory_reserved);
+  }
+
  private:
   saga_rejection refuse() const { return {saga_error::event_does_not_fit, state_.status, kind_}; }
 
@@ -188,6 +198,8 @@ std::string_view to_string(saga_event_kind kind) {
       return "deadline_expired";
     case saga_event_kind::processing_failed:
       return "processing_failed";
+    case saga_event_kind::cancel_requested:
+      return "cancel_requested";
   }
   return "unknown";
 }

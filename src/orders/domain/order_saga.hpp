@@ -75,13 +75,17 @@ struct processing_failed {
   std::string detail;
   bool operator==(const processing_failed&) const = default;
 };
+// The customer (through the shop) asked to cancel: POST /api/orders/{id}/cancel.
+struct cancel_requested {
+  bool operator==(const cancel_requested&) const = default;
+};
 }  // namespace events
 
 using saga_event =
     std::variant<events::validation_passed, events::validation_failed, events::inventory_reserved,
                  events::out_of_stock, events::payment_captured, events::payment_declined,
                  events::payment_failed, events::order_confirmed, events::deadline_expired,
-                 events::processing_failed>;
+                 events::processing_failed, events::cancel_requested>;
 
 // One enumerator per saga_event alternative, in the same order, for logs and errors.
 enum class saga_event_kind {
@@ -95,6 +99,7 @@ enum class saga_event_kind {
   order_confirmed,
   deadline_expired,
   processing_failed,
+  cancel_requested,
 };
 
 inline constexpr std::array<saga_event_kind, std::variant_size_v<saga_event>> all_saga_event_kinds =
@@ -104,6 +109,7 @@ inline constexpr std::array<saga_event_kind, std::variant_size_v<saga_event>> al
         saga_event_kind::payment_captured,   saga_event_kind::payment_declined,
         saga_event_kind::payment_failed,     saga_event_kind::order_confirmed,
         saga_event_kind::deadline_expired,   saga_event_kind::processing_failed,
+        saga_event_kind::cancel_requested,
 };
 
 saga_event_kind kind_of(const saga_event& event);
@@ -199,8 +205,18 @@ class order_saga {
   //   non-terminal + deadline_expired -> CANCELLED(<step>_TIMEOUT); release and refund, when
   //     waiting on or past payment (a charge may still be in flight)
   //   non-terminal + processing_failed -> FAILED; refund and release what is held
+  //   PLACED, VALIDATED + cancel_requested -> CANCELLED(CUSTOMER_CANCELLED); nothing is held
+  //     yet (the reservation, when its step runs later, finds the saga cancelled)
+  //   INVENTORY_RESERVED + cancel_requested -> CANCELLED(CUSTOMER_CANCELLED); refund (the
+  //     pay step's charge may be in flight), release
+  //   PAYMENT_PROCESSED + cancel_requested -> CANCELLED(CUSTOMER_CANCELLED); refund, release
   //   CANCELLED + payment_captured -> CANCELLED unchanged; refund (a capture that lost the
-  //     race against the deadline: money is never kept for a cancelled order)
+  //     race against the deadline or a cancel: money is never kept for a cancelled order)
+  // A cancel is decided at once under the saga row's lock, which also serialises it with the
+  // stage transactions: a step that completes after it finds the saga CANCELLED and is
+  // refused (a capture is refunded); a step that completed before it is compensated by it.
+  // CONFIRMED, FAILED and CANCELLED refuse cancel_requested (the caller answers 409, or the
+  // same answer again when the order was already CUSTOMER_CANCELLED).
   // Every move to CANCELLED or FAILED also publishes order_failed. Everything else is refused.
   static saga_result apply(const saga_state& state, const saga_event& event);
 };

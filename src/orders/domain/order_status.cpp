@@ -48,6 +48,8 @@ std::string_view to_string(cancel_reason reason) {
       return "VALIDATION_TIMEOUT";
     case cancel_reason::reservation_timeout:
       return "RESERVATION_TIMEOUT";
+    case cancel_reason::customer_cancelled:
+      return "CUSTOMER_CANCELLED";
   }
   return "UNKNOWN";
 }

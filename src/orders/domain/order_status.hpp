@@ -49,13 +49,15 @@ enum class cancel_reason {
   confirmation_timeout,
   validation_timeout,
   reservation_timeout,
+  customer_cancelled,  // POST /api/orders/{id}/cancel before the order was confirmed
 };
 
-inline constexpr std::array<cancel_reason, 8> all_cancel_reasons = {
+inline constexpr std::array<cancel_reason, 9> all_cancel_reasons = {
     cancel_reason::validation_failed,  cancel_reason::out_of_stock,
     cancel_reason::payment_declined,   cancel_reason::payment_failed,
     cancel_reason::payment_timeout,    cancel_reason::confirmation_timeout,
     cancel_reason::validation_timeout, cancel_reason::reservation_timeout,
+    cancel_reason::customer_cancelled,
 };
 
 // "OUT_OF_STOCK", "PAYMENT_DECLINED", ...

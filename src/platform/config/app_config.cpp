@@ -57,6 +57,11 @@ std::vector<key_spec> build_key_table() {
        "10000",
        {},
        "open connections at most; further clients wait in the listen backlog"},
+      {"server.max-waiting-requests",
+       "10000",
+       {},
+       "requests waiting at once for an order's final state (GET ...?waitFor=final); more "
+       "get 503"},
       {"server.shutdown-timeout",
        "15000",
        {"SHUTDOWN_TIMEOUT"},
@@ -378,6 +383,8 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
       static_cast<std::size_t>(r.integer("server.max-connections", 1, 1'000'000));
   c.http.api_enabled = r.boolean("app.http.api-enabled");
   c.stages.enabled = parse_stages("app.stages.enabled", r.text("app.stages.enabled"));
+  c.http.max_waiting_requests =
+      static_cast<std::size_t>(r.integer("server.max-waiting-requests", 0, 1'000'000));
   c.runtime.shutdown_timeout = r.millis("server.shutdown-timeout", 0, 600'000);
   c.runtime.health_interval = r.millis("app.health.interval", 100, 60'000);
 

@@ -55,7 +55,8 @@ struct http_config {
   std::size_t header_limit_bytes = 8192;  // request line and headers
   milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
   std::size_t max_connections = 10000;
-  int threads = 0;  // 0: one per core
+  std::size_t max_waiting_requests = 10000;  // GET /api/orders/{id}?waitFor=final at once
+  int threads = 0;                           // 0: one per core
   // False: a worker replica serves only /actuator/* and /metrics; /api/* and the API docs
   // are not routed (404).
   bool api_enabled = true;
