@@ -21,7 +21,7 @@ std::unique_ptr<RdKafka::Conf> conf_with(std::map<std::string, std::string> entr
 }
 }  // namespace
 
-TEST_CASE("topics are created with their partition counts; a produced message is consumed back",
+TEST_CASE("topics are created with their partition counts and a produced message is consumed back",
           "[kafka]") {
   kafka::kafka_admin admin(test::kafka_brokers());
   auto topic = test::unique_name("roundtrip");

@@ -5,7 +5,7 @@
 
 using namespace op;
 
-TEST_CASE("migrations apply once; a second run changes nothing", "[db]") {
+TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
   pqxx::connection conn(test::db_url());
   // A schema of its own, so this test starts from nothing whatever ran before.
   auto schema = "migrations_" + std::to_string(::getpid());

@@ -126,7 +126,7 @@ TEST_CASE("jobs arriving while a batch runs are run together, up to the batch si
   pool.join();
 }
 
-TEST_CASE("a failing batch runs again one job at a time; only the bad job fails", "[batcher]") {
+TEST_CASE("a failing batch runs again one job at a time and only the bad job fails", "[batcher]") {
   op::asio::thread_pool pool(2);
   recording_runner recorder;
   op::runtime::batcher<job> batcher(

@@ -309,7 +309,7 @@ TEST_CASE("cancel reason strings are the public API's names", "[saga]") {
   CHECK_FALSE(parse_cancel_reason("").has_value());
 }
 
-TEST_CASE("terminal statuses wait on no step; the others wait on exactly one", "[saga]") {
+TEST_CASE("terminal statuses wait on no step and the others wait on exactly one", "[saga]") {
   CHECK(awaited_step(order_status::placed) == saga_step::validation);
   CHECK(awaited_step(order_status::validated) == saga_step::reservation);
   CHECK(awaited_step(order_status::inventory_reserved) == saga_step::payment);

@@ -126,7 +126,7 @@ TEST_CASE("the JSON media type is recognised in any case, with a UTF-8 charset o
   CHECK_FALSE(is_json_media_type("text/json"));
 }
 
-TEST_CASE("the Bearer scheme is case-insensitive; the token is not", "[http][auth]") {
+TEST_CASE("the Bearer scheme is case-insensitive but the token is not", "[http][auth]") {
   CHECK(bearer_token("Bearer abc") == std::optional<std::string_view>("abc"));
   CHECK(bearer_token("bearer abc") == std::optional<std::string_view>("abc"));
   CHECK(bearer_token("BEARER   abc") == std::optional<std::string_view>("abc"));

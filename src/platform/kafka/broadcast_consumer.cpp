@@ -31,8 +31,9 @@ broadcast_consumer::broadcast_consumer(std::string bootstrap_servers,
   set("client.id", "order-pipeline-broadcast");
   set("enable.auto.commit", "false");
   set("enable.auto.offset.store", "false");
-  // A message is wanted as soon as it is published: do not let the broker hold a fetch.
-  set("fetch.wait.max.ms", "10");
+  // The broker answers a waiting fetch as soon as a message is appended, so a long wait costs
+  // no latency; it only spares the broker a fetch every few milliseconds when nothing happens.
+  set("fetch.wait.max.ms", "500");
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_)
     throw kafka_error("cannot create broadcast consumer: " + err);
