@@ -19,8 +19,9 @@ namespace {
 // server's connection strand.
 struct viewer {
   explicit viewer(std::unique_ptr<http::event_source> s) : source(std::move(s)) {}
-  std::unique_ptr<http::event_source> source;
+  // Declared first so that it is destroyed last: the stream's timer belongs to it.
   asio::io_context ioc;
+  std::unique_ptr<http::event_source> source;
 
   std::optional<std::string> next_event() {
     std::optional<std::string> out;
