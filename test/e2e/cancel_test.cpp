@@ -12,28 +12,19 @@
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/pipeline_fixture.hpp"
+#include "support/test_environment.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
 
 namespace {
 
+using test::eventually;
+
 using pipeline = test::pipeline_fixture;
 
 test::http_reply cancel(unsigned short port, const std::string& id) {
   return test::http_call(port, "POST", "/api/orders/" + id + "/cancel");
-}
-
-// Polls `condition` every 50 ms; false when `timeout` passed first.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::seconds timeout = 60s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
 }
 
 // The status the order left when it was cancelled, from its history.

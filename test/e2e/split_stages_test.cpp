@@ -13,11 +13,14 @@
 #include "support/pipeline_fixture.hpp"
 #include "support/replica_probe.hpp"
 #include "support/server_process.hpp"
+#include "support/test_environment.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
 
 namespace {
+
+using test::eventually;
 
 using stage_list = std::vector<std::string>;
 
@@ -33,17 +36,6 @@ double messages(unsigned short port, const std::string& stage, const std::string
 
 double applied(unsigned short port, const std::string& stage) {
   return messages(port, stage, "applied");
-}
-
-template <class Condition>
-bool eventually(Condition done, std::chrono::seconds timeout = 60s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done())
-      return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
 }
 
 }  // namespace

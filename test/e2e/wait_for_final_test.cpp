@@ -17,25 +17,17 @@
 #include "support/catalog_fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/pipeline_fixture.hpp"
+#include "support/test_environment.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
 
 namespace {
 
+using test::eventually;
+
 using pipeline = test::pipeline_fixture;
 namespace beast = boost::beast;
-
-template <class Condition>
-bool eventually(Condition condition, std::chrono::seconds timeout = 60s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition())
-      return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
-}
 
 // Threads of a process, from /proc/<pid>/status.
 int threads_of(pid_t pid) {
