@@ -153,12 +153,20 @@ TEST_CASE("concurrent orders for the last units: exactly as many confirmed as th
   const int units = 5;
   const int buyers = 25;
   auto product = p.product("3.50", units);
-  std::vector<std::string> ids(buyers);
+  const auto body = p.order_body(product, 1, "3.50", "3.50");
+  std::vector<test::http_reply> replies(buyers);
   std::vector<std::thread> threads;
   for (int i = 0; i < buyers; ++i)
-    threads.emplace_back([&, i] { ids[i] = p.order_of(product, 1, "3.50", "3.50"); });
+    threads.emplace_back(
+        [&, i] { replies[i] = test::http_call(p.port(), "POST", "/api/orders", body); });
   for (auto& t : threads)
     t.join();
+  std::vector<std::string> ids;
+  for (const auto& reply : replies) {
+    INFO(reply.body);
+    REQUIRE(reply.status == 200);
+    ids.push_back(test::json_field(reply.body, "orderId"));
+  }
 
   int confirmed = 0, out_of_stock = 0;
   std::int64_t confirmed_cents = 0, charged = 0;

@@ -46,15 +46,22 @@ std::string pipeline_fixture::place(const std::string& body) {
   return json_field(reply.body, "orderId");
 }
 
+std::string pipeline_fixture::order_body(const std::string& product_id, int quantity,
+                                         const std::string& price, const std::string& total,
+                                         const std::string& payment_method,
+                                         const std::string& customer_id) const {
+  return fmt::format(
+      R"({{"customerId":"{}","totalAmount":{},{}"items":[{{"productId":"{}","quantity":{},"price":{}}}]}})",
+      customer_id.empty() ? customer : customer_id, total,
+      payment_method.empty() ? "" : fmt::format(R"("paymentMethod":"{}",)", payment_method),
+      product_id, quantity, price);
+}
+
 std::string pipeline_fixture::order_of(const std::string& product_id, int quantity,
                                        const std::string& price, const std::string& total,
                                        const std::string& payment_method,
                                        const std::string& customer_id) {
-  return place(fmt::format(
-      R"({{"customerId":"{}","totalAmount":{},{}"items":[{{"productId":"{}","quantity":{},"price":{}}}]}})",
-      customer_id.empty() ? customer : customer_id, total,
-      payment_method.empty() ? "" : fmt::format(R"("paymentMethod":"{}",)", payment_method),
-      product_id, quantity, price));
+  return place(order_body(product_id, quantity, price, total, payment_method, customer_id));
 }
 
 pipeline_fixture::final_state pipeline_fixture::wait_final(const std::string& id,

@@ -30,8 +30,13 @@ class pipeline_fixture {
   void restart_server(const std::map<std::string, std::string>& env = {});
 
   std::string product(const std::string& price, std::int64_t stock, bool active = true);
-  // POSTs the body, REQUIREs 200 and returns the order id.
+  // POSTs the body, REQUIREs 200 and returns the order id. Catch2's assertions are not
+  // thread-safe: threads that place orders POST order_body(...) themselves and leave the
+  // checks to the test's thread.
   std::string place(const std::string& body);
+  std::string order_body(const std::string& product_id, int quantity, const std::string& price,
+                         const std::string& total, const std::string& payment_method = "",
+                         const std::string& customer_id = "") const;
   std::string order_of(const std::string& product_id, int quantity, const std::string& price,
                        const std::string& total, const std::string& payment_method = "",
                        const std::string& customer_id = "");
