@@ -11,16 +11,18 @@
 #include "dashboard/pg_newest_orders.hpp"
 #include "inventory/adapters/pg_product_repository.hpp"
 #include "inventory/adapters/product_routes.hpp"
+#include "inventory/steps/reservation_step.hpp"
 #include "orders/adapters/data_retention.hpp"
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/adapters/dlq_routes.hpp"
 #include "orders/adapters/order_outcome_listener.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
-#include "orders/adapters/saga_jobs.hpp"
-#include "orders/adapters/saga_stage_handlers.hpp"
+#include "orders/steps/order_steps.hpp"
 #include "payments/adapters/circuit_breaking_gateway.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
+#include "payments/steps/payment_step.hpp"
+#include "payments/steps/refund_worker.hpp"
 #include "platform/http/docs_routes.hpp"
 #include "platform/http/health_routes.hpp"
 #include "platform/http/metrics_routes.hpp"
@@ -37,6 +39,8 @@
 #include "platform/runtime/asio.hpp"
 #include "platform/runtime/health_monitor.hpp"
 #include "platform/runtime/waiter_registry.hpp"
+#include "saga/engine/saga_jobs.hpp"
+#include "saga/engine/step_engine.hpp"
 
 namespace op::bootstrap {
 namespace {
@@ -60,8 +64,8 @@ std::optional<std::string> probe_database(const std::string& conninfo,
   }
 }
 
-orders::saga_settings saga_settings_of(const config::app_config& c) {
-  orders::saga_settings s;
+saga::engine_settings saga_settings_of(const config::app_config& c) {
+  saga::engine_settings s;
   s.topics = {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
               c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
               c.kafka.order_failed.name};
@@ -69,7 +73,6 @@ orders::saga_settings saga_settings_of(const config::app_config& c) {
   s.retry.base_delay = c.retry.backoff_delay;
   s.deadlines = {c.saga.validation_deadline, c.saga.reservation_deadline, c.saga.payment_deadline,
                  c.saga.confirmation_deadline};
-  s.late_charge_wait = c.payment.timeout;
   return s;
 }
 
@@ -106,7 +109,9 @@ struct application::parts {
         gateway(ioc, c.payment.gateway_url, c.payment.timeout, c.payment.max_retries, 64),
         breaking_gateway(gateway, breaker_settings(c.payment.circuit_breaker)),
         dead_letters(c.kafka.dlq_orders.name),
-        stages(pool, stage_database, breaking_gateway, dead_letters, saga_settings_of(c)),
+        stages(pool, stage_database, dead_letters, saga_settings_of(c)),
+        payment(stages, pool, breaking_gateway),
+        refunds(pool, breaking_gateway, {c.payment.timeout}),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate,
               c.stages.enabled}),
@@ -125,20 +130,42 @@ struct application::parts {
         server(ioc, c.http, routes) {
     pool.add_setup(orders::pg_order_repository::prepare_statements);
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
-    pool.add_setup(orders::saga_stage_handlers::prepare_statements);
+    pool.add_setup(saga::step_engine::prepare_statements);
+    pool.add_setup(orders::prepare_order_step_statements);
+    pool.add_setup(inventory::prepare_reservation_statements);
+    pool.add_setup(payments::payment_step::prepare_statements);
+    pool.add_setup(payments::refund_worker::prepare_statements);
     pool.add_setup(orders::dead_letter_queue::prepare_statements);
-    auto stage = [&](std::string_view name, const config::topic_config& topic, auto member) {
+    // The order saga's steps, in order, each from its business area.
+    stages.on_command(orders::command_kind::release_inventory, inventory::release_reservation);
+    stages.on_command(orders::command_kind::commit_inventory, inventory::commit_reservation);
+    stages.on_command(orders::command_kind::refund_payment, payments::payment_step::request_refund);
+    stages.on_refund_query(payments::payment_step::refund_requested);
+    auto stage = [&](const std::string& name, const config::topic_config& topic,
+                     saga::stage_runner runner) {
       if (!c.stages.runs(name))
         return;
+      stages.add_stage(name, std::move(runner));
       consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
           kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
           stage_workers,
-          [this, member](const kafka::consumed_message& m) { return (stages.*member)(m); }));
+          [this, name](const kafka::consumed_message& m) { return stages.handle(name, m); }));
     };
-    stage("validate", c.kafka.order_placed, &orders::saga_stage_handlers::validate);
-    stage("reserve", c.kafka.order_validated, &orders::saga_stage_handlers::reserve);
-    stage(payment_stage, c.kafka.inventory_reserved, &orders::saga_stage_handlers::pay);
-    stage("confirm", c.kafka.payment_processed, &orders::saga_stage_handlers::confirm);
+    // A step that only decides inside the engine's transaction.
+    auto decided_by = [this](std::string name, saga::step_effect effect) -> saga::stage_runner {
+      return [this, name = std::move(name), effect = std::move(effect)](
+                 const kafka::consumed_message& m,
+                 const saga::stage_retry* retry) -> asio::awaitable<void> {
+        co_await stages.run_step(name, m, effect, retry);
+      };
+    };
+    stage("validate", c.kafka.order_placed, decided_by("validate", orders::validation()));
+    stage("reserve", c.kafka.order_validated, decided_by("reserve", inventory::reservation()));
+    stage(payment_stage, c.kafka.inventory_reserved,
+          [this](const kafka::consumed_message& m, const saga::stage_retry* retry) {
+            return payment.run(m, retry);
+          });
+    stage("confirm", c.kafka.payment_processed, decided_by("confirm", orders::confirmation()));
   }
 
   asio::io_context ioc;
@@ -157,11 +184,13 @@ struct application::parts {
   asio::thread_pool stage_workers{2};
   // The stages' blocking database work, apart from the HTTP handlers', so that a burst of
   // requests cannot hold back the orders already accepted: a batch per stage at a time
-  // (orders::saga_settings), plus room for payment checks and dead-lettering.
+  // (saga::engine_settings), plus room for payment checks and dead-lettering.
   asio::thread_pool stage_database{12};
   orders::dead_letter_queue dead_letters;
-  orders::saga_stage_handlers stages;
-  orders::saga_jobs jobs;
+  saga::step_engine stages;
+  payments::payment_step payment;
+  payments::refund_worker refunds;
+  saga::saga_jobs jobs;
   orders::data_retention retention;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
   // Requests waiting for an order's final state, and what wakes them.
@@ -328,7 +357,7 @@ int application::run() {
     for (auto& consumer : p.consumers)
       consumer->start();
     if (runs_payments)
-      p.stages.start_refunds(p.ioc);
+      p.refunds.start(p.ioc);
     p.jobs.start();
     p.retention.start();
     if (c.http.api_enabled) {
@@ -394,7 +423,7 @@ int application::run() {
   p.stages.abandon_waiting_steps();
   p.jobs.stop();
   p.retention.stop();
-  p.stages.stop_refunds();
+  p.refunds.stop();
   p.relay.stop();
   keep_running.reset();
   p.ioc.stop();

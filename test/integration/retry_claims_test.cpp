@@ -5,26 +5,12 @@
 #include <catch2/catch.hpp>
 
 #include "orders/adapters/dead_letters.hpp"
-#include "orders/adapters/saga_stage_handlers.hpp"
 #include "platform/pg/migrator.hpp"
+#include "saga/engine/step_engine.hpp"
 #include "support/test_environment.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
-
-namespace {
-
-// A replica without the payment gateway: any call is a test failure.
-struct no_payment_gateway final : payments::payment_gateway {
-  asio::awaitable<payments::charge_result> charge(payments::charge_request) override {
-    throw std::logic_error("charge without a payment gateway");
-  }
-  asio::awaitable<payments::refund_result> refund(std::string) override {
-    throw std::logic_error("refund without a payment gateway");
-  }
-};
-
-}  // namespace
 
 TEST_CASE("a replica claims only the retries of the stages it runs", "[stages][db]") {
   {
@@ -32,11 +18,10 @@ TEST_CASE("a replica claims only the retries of the stages it runs", "[stages][d
     pg::migrate(conn, pg::embedded_migrations());
   }
   pg::connection_pool pool(test::db_url(), 2, 3s);
-  pool.add_setup(orders::saga_stage_handlers::prepare_statements);
+  pool.add_setup(saga::step_engine::prepare_statements);
   asio::thread_pool blocking(1);
-  no_payment_gateway gateway;
   orders::dead_letter_queue dead_letters("dlq.orders");
-  orders::saga_stage_handlers stages(pool, blocking, gateway, dead_letters, {});
+  saga::step_engine stages(pool, blocking, dead_letters, {});
 
   // A pay retry due long ago, so it comes first among any others due.
   const auto order_id = test::unique_name("ORD-retry");

@@ -1,15 +1,15 @@
-#include "orders/adapters/saga_jobs.hpp"
+#include "saga/engine/saga_jobs.hpp"
 
 #include <future>
 
 #include "platform/log/logging.hpp"
 #include "platform/metrics/registry.hpp"
 
-namespace op::orders {
+namespace op::saga {
 
 using namespace std::chrono_literals;
 
-saga_jobs::saga_jobs(saga_stage_handlers& stages, const dead_letter_queue& dead_letters,
+saga_jobs::saga_jobs(step_engine& stages, const orders::dead_letter_queue& dead_letters,
                      pg::connection_pool& pool, asio::thread_pool& workers,
                      saga_job_settings settings)
     : stages_(stages),
@@ -119,4 +119,4 @@ void saga_jobs::measure() {
         .set(static_cast<double>(count));
 }
 
-}  // namespace op::orders
+}  // namespace op::saga

@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "orders/adapters/dead_letters.hpp"
-#include "orders/adapters/saga_stage_handlers.hpp"
+#include "saga/engine/step_engine.hpp"
 
-namespace op::orders {
+namespace op::saga {
 
 struct saga_job_settings {
   std::chrono::milliseconds retry_poll{200};
@@ -28,7 +28,7 @@ struct saga_job_settings {
 
 class saga_jobs {
  public:
-  saga_jobs(saga_stage_handlers& stages, const dead_letter_queue& dead_letters,
+  saga_jobs(step_engine& stages, const orders::dead_letter_queue& dead_letters,
             pg::connection_pool& pool, asio::thread_pool& workers, saga_job_settings settings);
   ~saga_jobs();
   saga_jobs(const saga_jobs&) = delete;
@@ -46,8 +46,8 @@ class saga_jobs {
   // Sleeps up to `d`; false once stopping.
   bool pause(std::chrono::milliseconds d);
 
-  saga_stage_handlers& stages_;
-  const dead_letter_queue& dead_letters_;
+  step_engine& stages_;
+  const orders::dead_letter_queue& dead_letters_;
   pg::connection_pool& pool_;
   asio::thread_pool& workers_;
   const saga_job_settings settings_;
@@ -56,4 +56,4 @@ class saga_jobs {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace op::orders
+}  // namespace op::saga

@@ -1,0 +1,48 @@
+#pragma once
+// The catalog and stock of the products a saga transaction's orders name, read once for all of
+// them (one statement) on first use, plainly or locked.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "saga/engine/transaction_scope.hpp"
+
+namespace op::inventory {
+
+class product_reads final : public saga::transaction_part {
+ public:
+  struct product {
+    std::int64_t price_cents = 0;
+    bool active = false;
+    std::int64_t available = 0;  // less what earlier orders of this transaction reserved
+  };
+
+  // Locked from the start when the scope decides under lock.
+  explicit product_reads(saga::transaction_scope& scope);
+
+  // Null for an unknown product.
+  const product* find(const std::string& product_id);
+
+  bool locked() const { return locked_; }
+
+  // Reads the products again, locked in product order (so concurrent transactions cannot
+  // deadlock): what they show is then certain until the commit.
+  void lock();
+
+  // Takes a reservation off the stock the later orders of the transaction see.
+  void take(const std::string& product_id, std::int64_t quantity);
+
+  static void prepare_statements(pqxx::connection& c);
+
+ private:
+  void read();
+
+  saga::transaction_scope& scope_;
+  bool locked_;
+  std::optional<std::map<std::string, product>> products_;
+  std::map<std::string, std::int64_t> taken_;
+};
+
+}  // namespace op::inventory

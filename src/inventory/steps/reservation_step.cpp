@@ -1,0 +1,113 @@
+#include "inventory/steps/reservation_step.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "inventory/steps/product_reads.hpp"
+#include "platform/pg/array.hpp"
+
+namespace op::inventory {
+
+namespace {
+
+const char* to_string(stock_changes::kind change) {
+  switch (change) {
+    case stock_changes::kind::reserve:
+      return "reserve";
+    case stock_changes::kind::release:
+      return "release";
+    case stock_changes::kind::commit:
+      return "commit";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void prepare_reservation_statements(pqxx::connection& c) {
+  product_reads::prepare_statements(c);
+  // Changes the stock of every product of the orders $1 by the changes $2 (reserve, release,
+  // commit) in one statement, and answers whether every product row was changed: a
+  // reservation only changes a row that has enough available. It locks the rows first, in
+  // product order (the one-time filter on `locked` runs before the update scans anything),
+  // so concurrent transactions cannot deadlock.
+  c.prepare("saga_stock",
+            "WITH wanted AS (SELECT i.product_id,"
+            " sum(CASE c.kind WHEN 'reserve' THEN -i.quantity WHEN 'release' THEN i.quantity"
+            " ELSE 0 END)::bigint AS to_available,"
+            " sum(CASE c.kind WHEN 'reserve' THEN i.quantity ELSE -i.quantity END)::bigint"
+            " AS to_reserved,"
+            " sum(CASE c.kind WHEN 'commit' THEN i.quantity ELSE 0 END)::bigint AS to_sold"
+            " FROM unnest($1::text[], $2::text[]) AS c(order_id, kind)"
+            " JOIN order_items i USING (order_id) GROUP BY i.product_id),"
+            " locked AS (SELECT product_id FROM products WHERE product_id IN"
+            " (SELECT product_id FROM wanted) ORDER BY product_id FOR UPDATE),"
+            " changed AS (UPDATE products p SET available = p.available + w.to_available,"
+            " reserved = p.reserved + w.to_reserved, sold = p.sold + w.to_sold,"
+            " updated_at = now() FROM wanted w WHERE p.product_id = w.product_id"
+            " AND p.available + w.to_available >= 0 AND (SELECT count(*) FROM locked) >= 0"
+            " RETURNING 1)"
+            " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM locked)");
+}
+
+void stock_changes::before_commit(pqxx::work& tx) {
+  if (changes_.empty())
+    return;
+  std::vector<std::string_view> order_ids, kinds;
+  for (const auto& [order_id, change] : changes_) {
+    order_ids.push_back(order_id);
+    kinds.push_back(to_string(change));
+  }
+  if (!tx.exec_prepared1("saga_stock", pg::text_array(order_ids), pg::text_array(kinds))[0]
+           .as<bool>())
+    throw saga::decide_again_under_lock("not enough stock without a lock");
+}
+
+saga::step_effect reservation() {
+  return
+      [](const saga::saga_row& row, saga::step_context& step) -> std::optional<orders::saga_event> {
+        if (row.state.status != orders::order_status::validated)
+          return orders::events::inventory_reserved{};  // the saga refuses it, logged
+        // All items or none. Usually a plain read shows enough stock and the reservation is
+        // taken at the commit (stock_changes). Otherwise the products are read again locked and
+        // out of stock is decided under the lock.
+        std::map<std::string, std::int64_t> wanted;
+        for (const auto& item : row.order.items)
+          wanted[item.product_id] += item.quantity;
+        auto& products = step.scope.part<product_reads>();
+        auto shortage = [&]() -> std::optional<std::string> {
+          for (const auto& [product_id, quantity] : wanted) {
+            const auto* product = products.find(product_id);
+            auto available = product ? product->available : 0;
+            if (available < quantity)
+              return fmt::format("product {}: {} wanted, {} available", product_id, quantity,
+                                 available);
+          }
+          return std::nullopt;
+        };
+        auto missing = shortage();
+        if (missing && !products.locked()) {
+          products.lock();
+          missing = shortage();
+        }
+        if (missing)
+          return orders::events::out_of_stock{*missing};
+        for (const auto& [product_id, quantity] : wanted)
+          products.take(product_id, quantity);
+        step.scope.part<stock_changes>().add(row.order_id, stock_changes::kind::reserve);
+        return orders::events::inventory_reserved{};
+      };
+}
+
+void release_reservation(saga::transaction_scope& scope, const saga::saga_row& row) {
+  scope.part<stock_changes>().add(row.order_id, stock_changes::kind::release);
+}
+
+void commit_reservation(saga::transaction_scope& scope, const saga::saga_row& row) {
+  scope.part<stock_changes>().add(row.order_id, stock_changes::kind::commit);
+}
+
+}  // namespace op::inventory
