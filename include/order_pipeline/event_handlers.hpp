@@ -20,9 +20,10 @@
 //   'handler:<name>', listed and replayed through the admin API like any dead letter) and
 //   the handler goes on with the next event. A message that is not such an event is
 //   dead-lettered at once. While PostgreSQL is unavailable the event waits, uncounted.
-// - Order: events of one order arrive in order (one Kafka partition per order id); events of
-//   different orders may be handled concurrently, on several threads, so `handle` must be
-//   safe to call concurrently with itself.
+// - Order: events of one order arrive in order, one after another (one Kafka partition per
+//   order id on each topic; an order ends once, so it has one outcome event, but a replayed
+//   dead letter comes again later); events of different orders may be handled concurrently,
+//   on several threads, so `handle` must be safe to call concurrently with itself.
 // - Claims are kept for app.retention.event-claims-hours (48 by default), then purged with
 //   the stages' claims: a redelivery older than that would be handled again.
 //
