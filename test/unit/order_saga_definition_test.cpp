@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-#include "orders/domain/order_saga.hpp"
+#include "reference/order_saga.hpp"
 #include "orders/domain/order_status.hpp"
 #include "saga/domain/saga_machine.hpp"
 

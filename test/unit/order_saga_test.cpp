@@ -1,4 +1,4 @@
-#include "orders/domain/order_saga.hpp"
+#include "reference/order_saga.hpp"
 
 #include <catch2/catch.hpp>
 #include <cstddef>

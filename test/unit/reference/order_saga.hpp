@@ -1,8 +1,8 @@
 #pragma once
-// The order saga's state machine. A stage performs its step in one PostgreSQL transaction, then
-// hands the persisted saga state and the step's outcome to order_saga::apply, which returns the
-// next state and the commands to carry out in that same transaction, or refuses the event.
-// Pure and stateless (no I/O, no clock), so any thread may call it.
+// The built-in order saga's transitions, written out by hand for its four steps: the reference
+// the generic saga machine (src/saga/domain/) running the built-in definition is checked
+// against, for every state and event (order_saga_definition_test). The server does not use
+// it: it runs the generic machine.
 
 #include <array>
 #include <cstddef>
