@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "dashboard/dashboard_feed.hpp"
 #include "dashboard/dashboard_routes.hpp"
 #include "dashboard/pg_newest_orders.hpp"
+#include "handlers/event_handler_runtime.hpp"
 #include "inventory/adapters/pg_product_repository.hpp"
 #include "inventory/adapters/product_routes.hpp"
 #include "inventory/steps/reservation_step.hpp"
@@ -18,6 +20,7 @@
 #include "orders/adapters/order_outcome_listener.hpp"
 #include "orders/adapters/order_routes.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
+#include "orders/domain/order_saga_definition.hpp"
 #include "orders/steps/order_steps.hpp"
 #include "payments/adapters/circuit_breaking_gateway.hpp"
 #include "payments/adapters/http_payment_gateway.hpp"
@@ -64,15 +67,17 @@ std::optional<std::string> probe_database(const std::string& conninfo,
   }
 }
 
+orders::retry_policy retry_policy_of(const config::app_config& c) {
+  orders::retry_policy retry;
+  retry.max_retries = c.retry.max_attempts;
+  retry.base_delay = c.retry.backoff_delay;
+  return retry;
+}
+
 saga::engine_settings saga_settings_of(const config::app_config& c) {
   saga::engine_settings s;
-  s.topics = {c.kafka.order_validated.name, c.kafka.inventory_reserved.name,
-              c.kafka.payment_processed.name, c.kafka.order_confirmed.name,
-              c.kafka.order_failed.name};
-  s.retry.max_retries = c.retry.max_attempts;
-  s.retry.base_delay = c.retry.backoff_delay;
-  s.deadlines = {c.saga.validation_deadline, c.saga.reservation_deadline, c.saga.payment_deadline,
-                 c.saga.confirmation_deadline};
+  s.order_failed_topic = c.kafka.order_failed.name;
+  s.conflict_retry = retry_policy_of(c);
   return s;
 }
 
@@ -96,7 +101,7 @@ const char* const payment_stage = "pay";
 }  // namespace
 
 struct application::parts {
-  explicit parts(const config::app_config& c)
+  parts(const config::app_config& c, program_declaration program)
       : pool(c.database.url, static_cast<std::size_t>(c.database.pool_size),
              c.database.connect_timeout),
         blocking(static_cast<std::size_t>(c.database.pool_size)),
@@ -110,8 +115,13 @@ struct application::parts {
         breaking_gateway(gateway, breaker_settings(c.payment.circuit_breaker)),
         dead_letters(c.kafka.dlq_orders.name),
         stages(pool, stage_database, dead_letters, saga_settings_of(c)),
-        payment(stages, pool, breaking_gateway),
         refunds(pool, breaking_gateway, {c.payment.timeout}),
+        handlers({c.kafka.bootstrap_servers,
+                  c.kafka.group_id,
+                  {c.kafka.order_confirmed.name, c.kafka.order_failed.name},
+                  retry_policy_of(c),
+                  2},
+                 pool, dead_letters, std::move(program.handlers)),
         jobs(stages, dead_letters, pool, stage_workers,
              {std::chrono::milliseconds(200), c.saga.sweep_interval, c.dlq.replay_rate,
               c.stages.enabled}),
@@ -133,39 +143,82 @@ struct application::parts {
     pool.add_setup(saga::step_engine::prepare_statements);
     pool.add_setup(orders::prepare_order_step_statements);
     pool.add_setup(inventory::prepare_reservation_statements);
-    pool.add_setup(payments::payment_step::prepare_statements);
+    pool.add_setup(payments::prepare_payment_statements);
     pool.add_setup(payments::refund_worker::prepare_statements);
     pool.add_setup(orders::dead_letter_queue::prepare_statements);
-    // The order saga's steps, in order, each from its business area.
-    stages.on_command(orders::command_kind::release_inventory, inventory::release_reservation);
-    stages.on_command(orders::command_kind::commit_inventory, inventory::commit_reservation);
-    stages.on_command(orders::command_kind::refund_payment, payments::payment_step::request_refund);
-    stages.on_refund_query(payments::payment_step::refund_requested);
-    auto stage = [&](const std::string& name, const config::topic_config& topic,
-                     saga::stage_runner runner) {
-      if (!c.stages.runs(name))
-        return;
-      stages.add_stage(name, std::move(runner));
-      consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
-          kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic.name, 256},
-          stage_workers,
-          [this, name](const kafka::consumed_message& m) { return stages.handle(name, m); }));
-    };
-    // A step that only decides inside the engine's transaction.
-    auto decided_by = [this](std::string name, saga::step_effect effect) -> saga::stage_runner {
-      return [this, name = std::move(name), effect = std::move(effect)](
-                 const kafka::consumed_message& m,
-                 const saga::stage_retry* retry) -> asio::awaitable<void> {
-        co_await stages.run_step(name, m, effect, retry);
-      };
-    };
-    stage("validate", c.kafka.order_placed, decided_by("validate", orders::validation()));
-    stage("reserve", c.kafka.order_validated, decided_by("reserve", inventory::reservation()));
-    stage(payment_stage, c.kafka.inventory_reserved,
-          [this](const kafka::consumed_message& m, const saga::stage_retry* retry) {
-            return payment.run(m, retry);
-          });
-    stage("confirm", c.kafka.payment_processed, decided_by("confirm", orders::confirmation()));
+    // The saga's steps, in order: the built-in ones each from its business area, a shop's
+    // own as its program declared them. Each consumes the event of the step before it (the
+    // first, orders.placed).
+    for (auto& step : program.steps)
+      stages.declare(resolved(c, step.action ? std::move(step) : built_in_step(step.name)));
+    stages.seal();
+    stages.on_refund_query(payments::refund_requested);
+    std::string consumed = c.kafka.order_placed.name;
+    for (const auto& step : stages.definition().steps()) {
+      if (c.stages.runs(step.name))
+        consume(c, consumed, step.name);
+      consumed = stages.topic_of(step.name);
+    }
+  }
+
+  // A consumer of `topic` in the application's group, handing its messages to `step`.
+  void consume(const config::app_config& c, const std::string& topic, const std::string& step) {
+    std::lock_guard lock(consumers_mutex);
+    consumers.push_back(std::make_unique<kafka::partitioned_consumer>(
+        kafka::consumer_settings{c.kafka.bootstrap_servers, c.kafka.group_id, topic, 256},
+        stage_workers,
+        [this, step](const kafka::consumed_message& m) { return stages.handle(step, m); }));
+    consumer_steps.push_back(step);
+  }
+
+  // order-pipeline's own steps, by name.
+  order_pipeline::step built_in_step(const std::string& name) {
+    if (name == "validate")
+      return orders::validation_step();
+    if (name == "reserve")
+      return inventory::reservation_step();
+    if (name == payment_stage)
+      return payments::payment_step(breaking_gateway);
+    if (name == "confirm")
+      return orders::confirmation_step();
+    throw std::invalid_argument("step " + name + " has no action and is not a built-in step");
+  }
+
+  // The step with what the configuration decides filled in: its topic, deadline and retry
+  // policy (the configuration's own keys for a built-in step; app.kafka.topics.<name> and
+  // app.saga.deadline.<name> for a shop's, else what it declared).
+  static order_pipeline::step resolved(const config::app_config& c, order_pipeline::step step) {
+    const std::map<std::string, std::pair<const config::topic_config*, std::chrono::milliseconds>>
+        built_in = {
+            {"validate", {&c.kafka.order_validated, c.saga.validation_deadline}},
+            {"reserve", {&c.kafka.inventory_reserved, c.saga.reservation_deadline}},
+            {payment_stage, {&c.kafka.payment_processed, c.saga.payment_deadline}},
+            {"confirm", {&c.kafka.order_confirmed, c.saga.confirmation_deadline}},
+        };
+    if (auto it = built_in.find(step.name); it != built_in.end()) {
+      step.topic = it->second.first->name;
+      step.deadline = it->second.second;
+    } else {
+      if (auto topic = c.kafka.step_topics.find(step.name); topic != c.kafka.step_topics.end())
+        step.topic = topic->second.name;
+      if (auto deadline = c.saga.step_deadlines.find(step.name);
+          deadline != c.saga.step_deadlines.end())
+        step.deadline = deadline->second;
+    }
+    if (step.topic.empty())
+      step.topic = "orders." + step.name;
+    if (step.event_type.empty())
+      step.event_type = step.name;
+    if (!step.deadline)
+      step.deadline = std::chrono::milliseconds(300000);
+    if (!step.retry)
+      step.retry = order_pipeline::retry_policy{c.retry.max_attempts, c.retry.backoff_delay};
+    if (step.timeout_reason.empty()) {
+      step.timeout_reason = step.name + "_TIMEOUT";
+      for (auto& ch : step.timeout_reason)
+        ch = ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    return step;
   }
 
   asio::io_context ioc;
@@ -188,11 +241,16 @@ struct application::parts {
   asio::thread_pool stage_database{12};
   orders::dead_letter_queue dead_letters;
   saga::step_engine stages;
-  payments::payment_step payment;
   payments::refund_worker refunds;
+  // A program's own event handlers (none in order-pipeline itself).
+  handlers::event_handler_runtime handlers;
   saga::saga_jobs jobs;
   orders::data_retention retention;
   std::vector<std::unique_ptr<kafka::partitioned_consumer>> consumers;
+  std::vector<std::string> consumer_steps;  // the step each consumer hands its messages to
+  // Consumers are added at start (the routes of earlier step lists) while /metrics and the
+  // dashboard may already read them; only the starting thread adds or stops them.
+  mutable std::mutex consumers_mutex;
   // Requests waiting for an order's final state, and what wakes them.
   runtime::waiter_registry waiters;
   orders::order_outcome_listener outcomes;
@@ -202,13 +260,15 @@ struct application::parts {
   http::server server;
   std::unique_ptr<pqxx::connection> probe_connection;
 
-  // Lag over the partitions this replica holds, per stage (the consumers are built in the
-  // dashboard's stage order).
+  // Lag over the partitions this replica holds, per built-in stage.
   std::array<double, dashboard::stage_names.size()> consumer_lag_by_stage() const {
     std::array<double, dashboard::stage_names.size()> out{};
-    for (std::size_t i = 0; i < consumers.size() && i < out.size(); ++i)
-      for (const auto& l : consumers[i]->lag())
-        out[i] += static_cast<double>(l.lag);
+    std::lock_guard lock(consumers_mutex);
+    for (std::size_t i = 0; i < consumers.size(); ++i)
+      for (std::size_t stage = 0; stage < out.size(); ++stage)
+        if (consumer_steps[i] == dashboard::stage_names[stage])
+          for (const auto& l : consumers[i]->lag())
+            out[stage] += static_cast<double>(l.lag);
     return out;
   }
 
@@ -220,8 +280,8 @@ struct application::parts {
   bool stop_requested = false;
 };
 
-application::application(config::app_config config)
-    : config_(std::move(config)), parts_(std::make_unique<parts>(config_)) {}
+application::application(config::app_config config, program_declaration program)
+    : config_(std::move(config)), parts_(std::make_unique<parts>(config_, std::move(program))) {}
 
 application::~application() = default;
 
@@ -255,10 +315,10 @@ int application::run() {
   metrics::register_process_metrics(registry);
   // The per-stage series exist on every replica (at zero for a stage it does not run), so
   // sums over replicas and alerts see the same series everywhere; this says which run here.
-  for (auto stage : config::all_stages)
+  for (const auto& stage : p.stages.definition().step_names())
     registry
         .get_gauge("pipeline_stage_enabled", "1 when this replica runs the saga stage, else 0.",
-                   {{"stage", std::string(stage)}})
+                   {{"stage", stage}})
         .set(c.stages.runs(stage) ? 1 : 0);
   registry.add_callback("db_pool_connections", "PostgreSQL connections of the pool, by state.",
                         {{"state", "in_use"}},
@@ -269,12 +329,14 @@ int application::run() {
   registry.add_callback("pipeline_messages_in_flight",
                         "Messages handed to saga stages and not finished yet.", {}, [&p] {
                           double total = 0;
+                          std::lock_guard lock(p.consumers_mutex);
                           for (const auto& consumer : p.consumers)
                             total += consumer->in_flight();
                           return total;
                         });
   http::add_metrics_routes(p.routes, registry, [&p] {
     std::vector<http::lag_sample> out;
+    std::lock_guard lock(p.consumers_mutex);
     for (const auto& consumer : p.consumers)
       for (const auto& l : consumer->lag())
         out.push_back({l.topic, l.partition, static_cast<double>(l.lag)});
@@ -322,6 +384,21 @@ int application::run() {
           logger->info("database schema is up to date");
         else
           logger->info("applied migrations: {}", fmt::join(applied, ", "));
+        // New orders' sagas keep this program's steps, whatever a later release declares.
+        auto step_list = p.pool.with_connection(
+            [&p](pqxx::connection& conn) { return p.stages.register_step_list(conn); });
+        p.orders.start_sagas_with(step_list);
+        for (const auto& route : p.pool.with_connection([&p](pqxx::connection& conn) {
+               return p.stages.routes_for_undeclared_steps(conn);
+             })) {
+          if (!c.stages.runs(route.step))
+            continue;
+          logger->info("orders of an earlier step list wait on {}: consumed for {}", route.topic,
+                       route.step);
+          p.consume(c, route.topic, route.step);
+        }
+        logger->info("saga steps: {} (list {})",
+                     fmt::join(p.stages.definition().step_names(), " -> "), step_list);
         break;
       } catch (const std::exception& e) {
         logger->warn("migrations not applied yet, retrying: {}", e.what());
@@ -356,6 +433,7 @@ int application::run() {
     p.relay.start();
     for (auto& consumer : p.consumers)
       consumer->start();
+    p.handlers.start();
     if (runs_payments)
       p.refunds.start(p.ioc);
     p.jobs.start();
@@ -419,6 +497,7 @@ int application::run() {
   };
   for (auto& consumer : p.consumers)
     consumer->stop(remaining());
+  p.handlers.stop(remaining());
   // Offsets are committed: what still waits for the database is delivered again later.
   p.stages.abandon_waiting_steps();
   p.jobs.stop();

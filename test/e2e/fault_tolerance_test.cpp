@@ -267,7 +267,7 @@ TEST_CASE("a saga past its payment deadline is cancelled by a freshly started re
   auto stock = test::get_stock(p.port(), product);
   CHECK(stock.available == 4);
   CHECK(stock.reserved == 0);
-  CHECK(metric(p.port(), R"(saga_deadlines_expired_total{step="payment"})") >= 1);
+  CHECK(metric(p.port(), R"(saga_deadlines_expired_total{step="pay"})") >= 1);
 }
 
 TEST_CASE("a charge that lands after the payment deadline is refunded", "[fault][deadline]") {

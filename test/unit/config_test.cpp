@@ -200,3 +200,32 @@ TEST_CASE("an alias inside its own anchor is refused, not followed for ever", "[
   CHECK_THROWS_WITH(load_from_string("server: &s {port: *s}\n", env_of({})),
                     Catch::Contains("nested more than 32 levels"));
 }
+
+TEST_CASE("a step a program adds brings its topic and deadline keys and is a stage", "[config]") {
+  const std::vector<step_keys> screen = {{"screen", "orders.screened", milliseconds(60000)}};
+  auto defaults = load_from_string("", env_of({}), screen);
+  CHECK(defaults.kafka.step_topics.at("screen").name == "orders.screened");
+  CHECK(defaults.kafka.step_topics.at("screen").partitions == 6);
+  CHECK(defaults.saga.step_deadlines.at("screen") == milliseconds(60000));
+  CHECK(defaults.stages.runs("screen"));
+  CHECK(defaults.stages.runs("pay"));
+  bool topic_listed = false;
+  for (const auto& t : defaults.kafka.all_topics())
+    topic_listed = topic_listed || t.name == "orders.screened";
+  CHECK(topic_listed);
+
+  auto set = load_from_string(
+      "app:\n  kafka:\n    topics:\n      screen: shop.screened\n  saga:\n    deadline:\n"
+      "      screen: 5000\n  stages:\n    enabled: screen, pay\n",
+      env_of({}), screen);
+  CHECK(set.kafka.step_topics.at("screen").name == "shop.screened");
+  CHECK(set.saga.step_deadlines.at("screen") == milliseconds(5000));
+  CHECK(set.stages.enabled == std::vector<std::string>{"pay", "screen"});
+
+  // Without the program that declares the step, its keys are unknown, as any typo is.
+  CHECK_THROWS_WITH(
+      load_from_string("app:\n  saga:\n    deadline:\n      screen: 5000\n", env_of({})),
+      Catch::Contains("app.saga.deadline.screen"));
+  CHECK_THROWS_WITH(load_from_string("app:\n  stages:\n    enabled: screen\n", env_of({})),
+                    Catch::Contains("unknown stage 'screen'"));
+}

@@ -22,6 +22,17 @@ TEST_CASE("jitter spreads a delay by at most its fraction", "[retry]") {
   CHECK(with_jitter(policy, milliseconds(5000), 0.75) == milliseconds(5500));
 }
 
+TEST_CASE("a step's own multiplier sets how fast its delays grow", "[retry]") {
+  retry_policy policy{5, milliseconds(200), 0.0, 3.0};
+  CHECK(retry_delay(policy, 1, 0.5) == milliseconds(200));
+  CHECK(retry_delay(policy, 2, 0.5) == milliseconds(600));
+  CHECK(retry_delay(policy, 5, 0.5) == milliseconds(16200));
+  CHECK_FALSE(retry_delay(policy, 6, 0.5).has_value());
+  // A multiplier below 1 would shrink the delays: it is taken as 1 (a constant delay).
+  policy.multiplier = 0.5;
+  CHECK(retry_delay(policy, 4, 0.5) == milliseconds(200));
+}
+
 TEST_CASE("no retries configured gives up on the first failure", "[retry]") {
   retry_policy policy{0, milliseconds(1000), 0.2};
   CHECK_FALSE(retry_delay(policy, 1, 0.5).has_value());

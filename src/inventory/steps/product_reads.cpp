@@ -1,5 +1,6 @@
 #include "inventory/steps/product_reads.hpp"
 
+#include <pqxx/pqxx>
 #include <string_view>
 #include <vector>
 
@@ -7,8 +8,12 @@
 
 namespace op::inventory {
 
-product_reads::product_reads(saga::transaction_scope& scope)
-    : scope_(scope), locked_(scope.under_lock()) {}
+product_reads::product_reads(order_pipeline::step_context& context)
+    : tx_(context.transaction()), locked_(context.under_lock()) {
+  for (const auto* order : context.transaction_orders())
+    for (const auto& item : order->items)
+      product_ids_.push_back(item.product_id);
+}
 
 void product_reads::prepare_statements(pqxx::connection& c) {
   const std::string products =
@@ -41,12 +46,9 @@ void product_reads::take(const std::string& product_id, std::int64_t quantity) {
 
 void product_reads::read() {
   products_.emplace();
-  std::vector<std::string_view> ids;
-  for (const auto* row : scope_.rows())
-    for (const auto& item : row->order.items)
-      ids.push_back(item.product_id);
-  for (const auto& r : scope_.tx().exec_prepared(
-           locked_ ? "saga_lock_products" : "saga_read_products", pg::text_array(ids))) {
+  const std::vector<std::string_view> ids(product_ids_.begin(), product_ids_.end());
+  for (const auto& r : tx_.exec_prepared(locked_ ? "saga_lock_products" : "saga_read_products",
+                                         pg::text_array(ids))) {
     auto id = r[0].as<std::string>();
     auto taken = taken_.find(id);
     (*products_)[id] = {r[1].as<std::int64_t>(), r[2].as<bool>(),

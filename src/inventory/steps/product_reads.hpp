@@ -1,17 +1,20 @@
 #pragma once
 // The catalog and stock of the products a saga transaction's orders name, read once for all of
-// them (one statement) on first use, plainly or locked.
+// them (one statement) on first use, plainly or locked. Shared by the validate and reserve
+// steps' transactions (order_pipeline::step_context::shared).
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <pqxx/pqxx>
 #include <string>
+#include <vector>
 
-#include "saga/engine/transaction_scope.hpp"
+#include "order_pipeline/step.hpp"
 
 namespace op::inventory {
 
-class product_reads final : public saga::transaction_part {
+class product_reads final : public order_pipeline::transaction_part {
  public:
   struct product {
     std::int64_t price_cents = 0;
@@ -19,8 +22,8 @@ class product_reads final : public saga::transaction_part {
     std::int64_t available = 0;  // less what earlier orders of this transaction reserved
   };
 
-  // Locked from the start when the scope decides under lock.
-  explicit product_reads(saga::transaction_scope& scope);
+  // Locked from the start when the step decides under lock.
+  explicit product_reads(order_pipeline::step_context& context);
 
   // Null for an unknown product.
   const product* find(const std::string& product_id);
@@ -39,7 +42,8 @@ class product_reads final : public saga::transaction_part {
  private:
   void read();
 
-  saga::transaction_scope& scope_;
+  pqxx::work& tx_;
+  std::vector<std::string> product_ids_;
   bool locked_;
   std::optional<std::map<std::string, product>> products_;
   std::map<std::string, std::int64_t> taken_;

@@ -63,51 +63,61 @@ void stock_changes::before_commit(pqxx::work& tx) {
   }
   if (!tx.exec_prepared1("saga_stock", pg::text_array(order_ids), pg::text_array(kinds))[0]
            .as<bool>())
-    throw saga::decide_again_under_lock("not enough stock without a lock");
+    throw order_pipeline::decide_again_under_lock("not enough stock without a lock");
 }
 
-saga::step_effect reservation() {
-  return
-      [](const saga::saga_row& row, saga::step_context& step) -> std::optional<orders::saga_event> {
-        if (row.state.status != orders::order_status::validated)
-          return orders::events::inventory_reserved{};  // the saga refuses it, logged
-        // All items or none. Usually a plain read shows enough stock and the reservation is
-        // taken at the commit (stock_changes). Otherwise the products are read again locked and
-        // out of stock is decided under the lock.
-        std::map<std::string, std::int64_t> wanted;
-        for (const auto& item : row.order.items)
-          wanted[item.product_id] += item.quantity;
-        auto& products = step.scope.part<product_reads>();
-        auto shortage = [&]() -> std::optional<std::string> {
-          for (const auto& [product_id, quantity] : wanted) {
-            const auto* product = products.find(product_id);
-            auto available = product ? product->available : 0;
-            if (available < quantity)
-              return fmt::format("product {}: {} wanted, {} available", product_id, quantity,
-                                 available);
-          }
-          return std::nullopt;
-        };
-        auto missing = shortage();
-        if (missing && !products.locked()) {
-          products.lock();
-          missing = shortage();
-        }
-        if (missing)
-          return orders::events::out_of_stock{*missing};
-        for (const auto& [product_id, quantity] : wanted)
-          products.take(product_id, quantity);
-        step.scope.part<stock_changes>().add(row.order_id, stock_changes::kind::reserve);
-        return orders::events::inventory_reserved{};
-      };
+namespace {
+
+// All items or none. Usually a plain read shows enough stock and the reservation is taken at
+// the commit (stock_changes). Otherwise the products are read again locked and out of stock
+// is decided under the lock.
+order_pipeline::decision reserve(order_pipeline::step_context& context) {
+  if (!context.awaited())
+    return order_pipeline::decision::proceed();  // the saga refuses it, logged
+  const auto& order = context.current_order();
+  std::map<std::string, std::int64_t> wanted;
+  for (const auto& item : order.items)
+    wanted[item.product_id] += item.quantity;
+  auto& products = context.shared<product_reads>();
+  auto shortage = [&]() -> std::optional<std::string> {
+    for (const auto& [product_id, quantity] : wanted) {
+      const auto* product = products.find(product_id);
+      auto available = product ? product->available : 0;
+      if (available < quantity)
+        return fmt::format("product {}: {} wanted, {} available", product_id, quantity, available);
+    }
+    return std::nullopt;
+  };
+  auto missing = shortage();
+  if (missing && !products.locked()) {
+    products.lock();
+    missing = shortage();
+  }
+  if (missing)
+    return order_pipeline::decision::reject(std::string(out_of_stock_reason), *missing);
+  for (const auto& [product_id, quantity] : wanted)
+    products.take(product_id, quantity);
+  context.shared<stock_changes>().add(order.id, stock_changes::kind::reserve);
+  return order_pipeline::decision::proceed();
 }
 
-void release_reservation(saga::transaction_scope& scope, const saga::saga_row& row) {
-  scope.part<stock_changes>().add(row.order_id, stock_changes::kind::release);
-}
+}  // namespace
 
-void commit_reservation(saga::transaction_scope& scope, const saga::saga_row& row) {
-  scope.part<stock_changes>().add(row.order_id, stock_changes::kind::commit);
+order_pipeline::step reservation_step() {
+  order_pipeline::step step;
+  step.name = "reserve";
+  step.event_type = "InventoryReserved";
+  step.status = "INVENTORY_RESERVED";
+  step.action = reserve;
+  step.compensation = [](order_pipeline::step_context& context) {
+    context.shared<stock_changes>().add(context.current_order().id, stock_changes::kind::release);
+  };
+  step.finalizer = [](order_pipeline::step_context& context) {
+    context.shared<stock_changes>().add(context.current_order().id, stock_changes::kind::commit);
+  };
+  step.timeout_reason = "RESERVATION_TIMEOUT";
+  step.rejection_reasons = {std::string(out_of_stock_reason)};
+  return step;
 }
 
 }  // namespace op::inventory

@@ -1,7 +1,7 @@
 #pragma once
-// The inventory's part of the saga: the reserve step (all items or none), and the release
-// and commit of a reservation, which the saga asks for as compensation (payment declined,
-// cancelled, ...) and when the order is confirmed (the reserved units are sold).
+// The inventory's part of the saga: the reserve step (all items or none), and the release and
+// sale of a reservation, which the saga runs as the step's compensation (payment declined,
+// cancelled, ...) and its finalizer (the order confirmed: the reserved units are sold).
 //
 // Product rows are the pipeline's hot rows: every order of a product writes the same row.
 // Stock changes are therefore gathered in the transaction (stock_changes) and written last,
@@ -10,37 +10,39 @@
 // stock ran out in between, the step runs again alone and decides under the lock.
 
 #include <pqxx/pqxx>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "saga/engine/step_engine.hpp"
+#include "order_pipeline/step.hpp"
 
 namespace op::inventory {
 
-class stock_changes final : public saga::transaction_part {
+inline constexpr std::string_view out_of_stock_reason = "OUT_OF_STOCK";
+
+class stock_changes final : public order_pipeline::transaction_part {
  public:
   enum class kind { reserve, release, commit };
 
-  explicit stock_changes(saga::transaction_scope&) {}
+  explicit stock_changes(order_pipeline::step_context&) {}
 
   // Changes the stock of every product of the order.
-  void add(std::string_view order_id, kind change) { changes_.emplace_back(order_id, change); }
+  void add(std::string order_id, kind change) {
+    changes_.emplace_back(std::move(order_id), change);
+  }
 
-  // Throws saga::decide_again_under_lock when a reservation finds less stock than the read
-  // it was decided on.
+  // Throws order_pipeline::decide_again_under_lock when a reservation finds less stock than
+  // the read it was decided on.
   void before_commit(pqxx::work& tx) override;
 
  private:
-  std::vector<std::pair<std::string_view, kind>> changes_;  // order ids of the scope's rows
+  std::vector<std::pair<std::string, kind>> changes_;
 };
 
-// The reserve step's decision.
-saga::step_effect reservation();
-
-// The saga's commands on a reservation.
-void release_reservation(saga::transaction_scope& scope, const saga::saga_row& row);
-void commit_reservation(saga::transaction_scope& scope, const saga::saga_row& row);
+// The reserve step as the saga declares it (topic, deadline and retries come from the
+// configuration).
+order_pipeline::step reservation_step();
 
 void prepare_reservation_statements(pqxx::connection& c);
 

@@ -94,7 +94,7 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " product_id, product_name, quantity, price_cents)),"
             " history AS (INSERT INTO order_events (order_id, seq, status)"
             " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id))"
-            " INSERT INTO sagas (order_id, state) SELECT order_id, 'PLACED'"
+            " INSERT INTO sagas (order_id, state, step_list) SELECT order_id, 'PLACED', $14"
             " FROM unnest($1::text[]) AS s (order_id)");
   // A concurrent request with the same key waits on the row lock until the first commits,
   // then finds the key taken: it can never create a second order.
@@ -208,7 +208,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                      pg::integer_array(totals), pg::text_array(trace_ids),
                      pg::text_array(item_orders), pg::integer_array(lines),
                      pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
-                     pg::integer_array(prices));
+                     pg::integer_array(prices), step_list_.load());
     outbox::append_all(tx, events);
     tx.commit();
     for (auto* job : jobs)

@@ -5,6 +5,8 @@
 // Placements are group-committed: orders placed while another placement's transaction runs
 // are stored together in the next one, with one statement for all their rows.
 
+#include <atomic>
+
 #include "orders/app/ports.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
@@ -24,6 +26,10 @@ class pg_order_repository final : public order_repository {
   std::vector<order_view> list(const order_filter& filter) override;
   std::vector<status_count> count_by_status() override;
 
+  // The saga step list (saga_step_lists.id) the sagas of new orders start with; set at start,
+  // before the API accepts orders.
+  void start_sagas_with(int step_list) { step_list_ = step_list; }
+
  private:
   struct placement_job {
     const new_order* order;
@@ -36,6 +42,7 @@ class pg_order_repository final : public order_repository {
 
   pg::connection_pool& pool_;
   const std::string order_placed_topic_;
+  std::atomic<int> step_list_{1};
   runtime::blocking_batcher<placement_job> placements_;
 };
 

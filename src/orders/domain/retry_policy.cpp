@@ -16,9 +16,13 @@ std::optional<std::chrono::milliseconds> retry_delay(const retry_policy& policy,
                                                      double unit_random) {
   if (failures < 1 || failures > policy.max_retries)
     return std::nullopt;
-  // Doubling stops at 2^20 times the base: far beyond any sensible retry count already.
-  auto doubling = std::min(failures - 1, 20);
-  return with_jitter(policy, policy.base_delay * (1LL << doubling), unit_random);
+  // Growth stops after 20 steps: far beyond any sensible retry count already, and a day at
+  // most, so the delay cannot overflow.
+  auto steps = std::min(failures - 1, 20);
+  auto delay = static_cast<double>(policy.base_delay.count()) *
+               std::pow(std::max(1.0, policy.multiplier), steps);
+  delay = std::min(delay, 86'400'000.0);
+  return with_jitter(policy, std::chrono::milliseconds(std::llround(delay)), unit_random);
 }
 
 }  // namespace op::orders

@@ -4,13 +4,18 @@
 // the items) and confirm (the last step: the saga then sells the reserved units).
 
 #include <pqxx/pqxx>
+#include <string_view>
 
-#include "saga/engine/step_engine.hpp"
+#include "order_pipeline/step.hpp"
 
 namespace op::orders {
 
-saga::step_effect validation();
-saga::step_effect confirmation();
+inline constexpr std::string_view validation_failed_reason = "VALIDATION_FAILED";
+
+// The steps as the saga declares them (topic, deadline and retries come from the
+// configuration).
+order_pipeline::step validation_step();
+order_pipeline::step confirmation_step();
 
 void prepare_order_step_statements(pqxx::connection& c);
 

@@ -41,7 +41,15 @@ const topic_default topic_defaults[] = {
     {"dlq-orders", "dlq.orders", 3},
 };
 
-std::vector<key_spec> build_key_table() {
+// The built-in stages and the added steps, comma separated: app.stages.enabled's default.
+std::string all_stage_names(const std::vector<step_keys>& added_steps) {
+  std::vector<std::string> names(all_stages.begin(), all_stages.end());
+  for (const auto& step : added_steps)
+    names.push_back(step.name);
+  return fmt::format("{}", fmt::join(names, ","));
+}
+
+std::vector<key_spec> build_key_table(const std::vector<step_keys>& added_steps) {
   std::vector<key_spec> keys = {
       {"server.address", "0.0.0.0", {"HTTP_ADDRESS"}, "address the HTTP listener binds"},
       {"server.port", "8080", {"HTTP_PORT", "PORT"}, "HTTP port"},
@@ -84,7 +92,7 @@ std::vector<key_spec> build_key_table() {
       {"spring.datasource.connect-timeout", "3000", {}, "ms to wait for a PostgreSQL connection"},
       {"app.kafka.create-topics", "true", {}, "create missing topics at start-up"},
       {"app.stages.enabled",
-       "validate,reserve,pay,confirm",
+       all_stage_names(added_steps),
        {},
        "saga stages this replica runs, comma separated (or a YAML list); empty: none"},
       {"app.http.api-enabled",
@@ -156,6 +164,22 @@ std::vector<key_spec> build_key_table() {
       {"app.admin.token", "", {"ADMIN_TOKEN"}, "bearer token of /api/admin/*; empty disables it"},
       {"app.health.interval", "1000", {}, "ms between database and Kafka health probes"},
   };
+  for (const auto& step : added_steps) {
+    keys.push_back({fmt::format("app.kafka.topics.{}.name", step.name),
+                    step.default_topic,
+                    {},
+                    fmt::format("topic of the {} step's event (also accepted as "
+                                "app.kafka.topics.{}: NAME)",
+                                step.name, step.name)});
+    keys.push_back({fmt::format("app.kafka.topics.{}.partitions", step.name),
+                    "6",
+                    {},
+                    "partitions when the topic is created"});
+    keys.push_back({fmt::format("app.saga.deadline.{}", step.name),
+                    std::to_string(step.default_deadline.count()),
+                    {},
+                    fmt::format("ms an order may wait for the {} step", step.name)});
+  }
   for (const auto& t : topic_defaults) {
     keys.push_back({fmt::format("app.kafka.topics.{}.name", t.key),
                     t.name,
@@ -304,7 +328,11 @@ std::string check_level(const std::string& key, const std::string& level) {
 
 // "pay, validate" -> {"validate", "pay"} (pipeline order); "" -> none. A YAML list arrives
 // here joined with commas.
-std::vector<std::string> parse_stages(const std::string& key, const std::string& text) {
+std::vector<std::string> parse_stages(const std::string& key, const std::string& text,
+                                      const std::vector<step_keys>& added_steps) {
+  std::vector<std::string> stages(all_stages.begin(), all_stages.end());
+  for (const auto& step : added_steps)
+    stages.push_back(step.name);
   std::set<std::string_view> wanted;
   std::string_view rest = text;
   while (!rest.empty()) {
@@ -317,21 +345,22 @@ std::vector<std::string> parse_stages(const std::string& key, const std::string&
       item.remove_suffix(1);
     if (item.empty())
       continue;
-    auto known = std::find(all_stages.begin(), all_stages.end(), item);
-    if (known == all_stages.end())
+    auto known = std::find(stages.begin(), stages.end(), item);
+    if (known == stages.end())
       throw config_error(fmt::format("{}: unknown stage '{}' (allowed: {}; empty for none)", key,
-                                     item, fmt::join(all_stages, ", ")));
+                                     item, fmt::join(stages, ", ")));
     wanted.insert(*known);
   }
   std::vector<std::string> out;
-  for (auto stage : all_stages)
+  for (const auto& stage : stages)
     if (wanted.count(stage))
-      out.emplace_back(stage);
+      out.push_back(stage);
   return out;
 }
 
-app_config build(const YAML::Node& root, const env_lookup& env) {
-  const auto specs = build_key_table();
+app_config build(const YAML::Node& root, const env_lookup& env,
+                 const std::vector<step_keys>& added_steps) {
+  const auto specs = build_key_table(added_steps);
   std::map<std::string, std::string> given;
   if (root && !root.IsNull()) {
     if (!root.IsMap())
@@ -341,8 +370,13 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   }
   // A topic may be written as `order-placed: orders.placed` (the seed's shape) or as a
   // mapping with name and partitions (the shape its troubleshooting section shows).
-  for (const auto& t : topic_defaults) {
-    auto short_key = fmt::format("app.kafka.topics.{}", t.key);
+  std::vector<std::string> topic_keys;
+  for (const auto& t : topic_defaults)
+    topic_keys.emplace_back(t.key);
+  for (const auto& step : added_steps)
+    topic_keys.push_back(step.name);
+  for (const auto& topic_key : topic_keys) {
+    auto short_key = fmt::format("app.kafka.topics.{}", topic_key);
     if (auto it = given.find(short_key); it != given.end()) {
       given[short_key + ".name"] = it->second;
       given.erase(it);
@@ -382,7 +416,7 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.http.max_connections =
       static_cast<std::size_t>(r.integer("server.max-connections", 1, 1'000'000));
   c.http.api_enabled = r.boolean("app.http.api-enabled");
-  c.stages.enabled = parse_stages("app.stages.enabled", r.text("app.stages.enabled"));
+  c.stages.enabled = parse_stages("app.stages.enabled", r.text("app.stages.enabled"), added_steps);
   c.http.max_waiting_requests =
       static_cast<std::size_t>(r.integer("server.max-waiting-requests", 0, 1'000'000));
   c.runtime.shutdown_timeout = r.millis("server.shutdown-timeout", 0, 600'000);
@@ -396,7 +430,7 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
     throw config_error("spring.kafka.consumer.group-id: must not be empty");
   c.kafka.create_topics = r.boolean("app.kafka.create-topics");
   c.kafka.replication_factor = static_cast<int>(r.integer("app.kafka.replication-factor", 1, 16));
-  auto topic = [&](const char* key) {
+  auto topic = [&](const std::string& key) {
     topic_config t;
     t.name = r.text(fmt::format("app.kafka.topics.{}.name", key));
     if (t.name.empty())
@@ -412,6 +446,11 @@ app_config build(const YAML::Node& root, const env_lookup& env) {
   c.kafka.order_confirmed = topic("order-confirmed");
   c.kafka.order_failed = topic("order-failed");
   c.kafka.dlq_orders = topic("dlq-orders");
+  for (const auto& step : added_steps) {
+    c.kafka.step_topics[step.name] = topic(step.name);
+    c.saga.step_deadlines[step.name] =
+        r.millis(fmt::format("app.saga.deadline.{}", step.name), 100, 86'400'000);
+  }
 
   c.database.url = strip_jdbc(r.text("spring.datasource.url"));
   if (c.database.url.empty())
@@ -483,33 +522,35 @@ env_lookup process_environment() {
 namespace {
 // Both entry points: a YAML error, while parsing or while reading the parsed nodes (a key
 // that is not a scalar, say), is a config_error like any other.
-app_config load_text(const std::string& yaml_text, const env_lookup& env,
-                     const std::string& origin) {
+app_config load_text(const std::string& yaml_text, const env_lookup& env, const std::string& origin,
+                     const std::vector<step_keys>& added_steps) {
   try {
-    return build(YAML::Load(yaml_text), env);
+    return build(YAML::Load(yaml_text), env, added_steps);
   } catch (const YAML::Exception& e) {
     throw config_error(origin + e.what());
   }
 }
 }  // namespace
 
-app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env) {
+app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env,
+                const std::vector<step_keys>& added_steps) {
   if (!yaml_path)
-    return build(YAML::Node(), env);
+    return build(YAML::Node(), env, added_steps);
   std::ifstream in(*yaml_path, std::ios::binary);
   if (!in.is_open())
     throw config_error(fmt::format("cannot read configuration file '{}'", *yaml_path));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return load_text(text, env, *yaml_path + ": ");
+  return load_text(text, env, *yaml_path + ": ", added_steps);
 }
 
-app_config load_from_string(const std::string& yaml_text, const env_lookup& env) {
-  return load_text(yaml_text, env, "");
+app_config load_from_string(const std::string& yaml_text, const env_lookup& env,
+                            const std::vector<step_keys>& added_steps) {
+  return load_text(yaml_text, env, "", added_steps);
 }
 
-std::string describe_keys() {
+std::string describe_keys(const std::vector<step_keys>& added_steps) {
   std::string out;
-  for (const auto& spec : build_key_table()) {
+  for (const auto& spec : build_key_table(added_steps)) {
     auto envs = env_names(spec);
     out += fmt::format("{:<44} {:<28} {}\n    {}\n", spec.key,
                        spec.default_value.empty() ? "(unset)" : spec.default_value,

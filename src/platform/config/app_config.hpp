@@ -35,10 +35,15 @@ struct kafka_config {
   topic_config order_confirmed;
   topic_config order_failed;
   topic_config dlq_orders;
+  std::map<std::string, topic_config> step_topics;  // of the steps a program added, by name
 
   std::vector<topic_config> all_topics() const {
-    return {order_placed,    order_validated, inventory_reserved, payment_processed,
-            order_confirmed, order_failed,    dlq_orders};
+    std::vector<topic_config> out = {order_placed,      order_validated, inventory_reserved,
+                                     payment_processed, order_confirmed, order_failed,
+                                     dlq_orders};
+    for (const auto& [step, topic] : step_topics)
+      out.push_back(topic);
+    return out;
   }
 };
 
@@ -108,6 +113,7 @@ struct saga_config {
   milliseconds reservation_deadline{300000};
   milliseconds payment_deadline{120000};
   milliseconds confirmation_deadline{300000};
+  std::map<std::string, milliseconds> step_deadlines;  // of the steps a program added
   milliseconds sweep_interval{1000};
 };
 
@@ -172,17 +178,28 @@ struct config_error : std::runtime_error {
 
 using env_lookup = std::function<std::optional<std::string>(const std::string&)>;
 
+// A saga step a program adds to the built-in four: it brings its own keys,
+// app.kafka.topics.<name>.name / .partitions and app.saga.deadline.<name>, and its name is
+// a stage app.stages.enabled accepts (and runs by default).
+struct step_keys {
+  std::string name;
+  std::string default_topic;
+  milliseconds default_deadline{300000};
+};
+
 // Reads the process environment.
 env_lookup process_environment();
 
 // Loads a YAML file (when given), applies environment overrides and validates every value.
 // Unknown keys, malformed values and out-of-range numbers throw config_error naming the key.
-app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env);
+app_config load(const std::optional<std::string>& yaml_path, const env_lookup& env,
+                const std::vector<step_keys>& added_steps = {});
 
 // Same, from YAML text; used by tests.
-app_config load_from_string(const std::string& yaml_text, const env_lookup& env);
+app_config load_from_string(const std::string& yaml_text, const env_lookup& env,
+                            const std::vector<step_keys>& added_steps = {});
 
 // One line per key: "key  default  ENV_VARS  description", for --help-config.
-std::string describe_keys();
+std::string describe_keys(const std::vector<step_keys>& added_steps = {});
 
 }  // namespace op::config

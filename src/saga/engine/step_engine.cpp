@@ -2,13 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 #include <set>
+#include <sstream>
+#include <stdexcept>
 
 #include "orders/adapters/event_envelope.hpp"
 #include "orders/adapters/order_json.hpp"
 #include "orders/adapters/pg_order_repository.hpp"
-#include "platform/json/json_escape.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
@@ -33,6 +35,9 @@ struct step_engine::step_writes {
     saga_transition transition;
   };
   std::vector<saga_change> sagas;
+  // Events of steps a saga's own list lacks, passed on unchanged (orders in flight across a
+  // release that added the step).
+  std::vector<std::pair<const saga_row*, const declared_step*>> passed_on;
   // Orders reaching their final state, counted once the transaction committed.
   std::vector<std::pair<saga_state, double>> finals;
 };
@@ -45,20 +50,28 @@ using std::chrono::milliseconds;
 const char* const deadline_caller = "deadline";
 const char* const cancel_caller = "cancel";
 
-std::string event_type_of(topic_kind topic) {
-  switch (topic) {
-    case topic_kind::order_validated:
-      return "OrderValidated";
-    case topic_kind::inventory_reserved:
-      return "InventoryReserved";
-    case topic_kind::payment_processed:
-      return "PaymentProcessed";
-    case topic_kind::order_confirmed:
-      return "OrderConfirmed";
-    case topic_kind::order_failed:
-      return "OrderFailed";
+const char* const order_failed_event_type = "OrderFailed";
+
+// Step names and the owed list are stored as text[]; names are [a-z][a-z0-9_-]*, so a comma
+// joins them unambiguously.
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) {
+    if (!out.empty())
+      out += ',';
+    out += name;
   }
-  return "Unknown";
+  return out;
+}
+
+std::vector<std::string> split_names(const std::string& joined) {
+  std::vector<std::string> out;
+  std::string name;
+  std::istringstream in(joined);
+  while (std::getline(in, name, ','))
+    if (!name.empty())
+      out.push_back(name);
+  return out;
 }
 
 void count_message(std::string_view stage, const std::string& outcome, double seconds) {
@@ -74,37 +87,89 @@ void count_message(std::string_view stage, const std::string& outcome, double se
       .observe(seconds);
 }
 
-void record_final_counters_at_zero() {
-  auto& registry = metrics::global();
-  registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.");
-  registry.get_counter("orders_failed_total", "Orders that ended FAILED.");
-  for (auto reason : all_cancel_reasons)
-    registry.get_counter("orders_cancelled_total", "Orders that ended CANCELLED, by reason.",
-                         {{"reason", std::string(to_string(reason))}});
+metrics::counter& cancelled_counter(const std::string& reason) {
+  return metrics::global().get_counter(
+      "orders_cancelled_total", "Orders that ended CANCELLED, by reason.", {{"reason", reason}});
 }
+
+metrics::counter& deadline_counter(const std::string& step) {
+  return metrics::global().get_counter("saga_deadlines_expired_total",
+                                       "Sagas compensated because a step passed its deadline.",
+                                       {{"step", step}});
+}
+
+metrics::counter& retries_counter(std::string_view stage) {
+  return metrics::global().get_counter(
+      "pipeline_retries_scheduled_total",
+      "Saga steps scheduled to run again after a transient failure.",
+      {{"stage", std::string(stage)}});
+}
+
+// A public step's view of one order in the engine's transaction.
+class engine_step_context final : public order_pipeline::step_context {
+ public:
+  engine_step_context(transaction_scope& scope, const saga_row& row, bool awaited,
+                      int earlier_failures, const std::any* prepared)
+      : scope_(scope), awaited_(awaited), earlier_failures_(earlier_failures), prepared_(prepared) {
+    const auto& rows = scope.rows();
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      if (rows[i] == &row)
+        current_ = &scope.orders()[i];
+    if (!current_) {
+      own_ = to_public_order(row.order);
+      current_ = &own_;
+    }
+  }
+
+  const order_pipeline::order& current_order() const override { return *current_; }
+  pqxx::work& transaction() override { return scope_.tx(); }
+  bool awaited() const override { return awaited_; }
+  int earlier_failures() const override { return earlier_failures_; }
+  const std::any& prepared() const override {
+    static const std::any none;
+    return prepared_ ? *prepared_ : none;
+  }
+  std::vector<const order_pipeline::order*> transaction_orders() const override {
+    std::vector<const order_pipeline::order*> out;
+    if (current_ == &own_)
+      return {current_};
+    for (const auto& o : scope_.orders())
+      out.push_back(&o);
+    return out;
+  }
+  bool under_lock() const override { return scope_.under_lock(); }
+
+ protected:
+  order_pipeline::transaction_part* find_part(std::type_index type) override {
+    return scope_.find_part(type);
+  }
+  order_pipeline::transaction_part& add_part(
+      std::type_index type, std::unique_ptr<order_pipeline::transaction_part> part) override {
+    return scope_.add_part(type, std::move(part));
+  }
+
+ private:
+  transaction_scope& scope_;
+  bool awaited_;
+  int earlier_failures_;
+  const std::any* prepared_;
+  order_pipeline::order own_;
+  const order_pipeline::order* current_ = nullptr;
+};
 
 // Counts an order reaching its final state and how long it took from placement.
 void record_final(const saga_state& next, double age_seconds) {
   auto& registry = metrics::global();
-  switch (next.status) {
-    case order_status::confirmed:
-      registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.").inc();
-      break;
-    case order_status::cancelled:
-      registry
-          .get_counter(
-              "orders_cancelled_total", "Orders that ended CANCELLED, by reason.",
-              {{"reason",
-                std::string(to_string(next.reason.value_or(cancel_reason::validation_failed)))}})
-          .inc();
-      break;
-    default:
-      registry.get_counter("orders_failed_total", "Orders that ended FAILED.").inc();
-  }
+  if (next.status == confirmed_status)
+    registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.").inc();
+  else if (next.status == cancelled_status)
+    cancelled_counter(next.reason).inc();
+  else
+    registry.get_counter("orders_failed_total", "Orders that ended FAILED.").inc();
   registry
       .get_histogram("order_end_to_end_seconds",
                      "Time from placement to the final state (CONFIRMED, CANCELLED, FAILED).",
-                     {{"status", std::string(to_string(next.status))}})
+                     {{"status", next.status}})
       .observe(age_seconds);
 }
 
@@ -115,38 +180,111 @@ step_engine::step_engine(pg::connection_pool& pool, asio::thread_pool& blocking,
     : pool_(pool),
       blocking_(blocking),
       dead_letters_(dead_letters),
-      settings_(std::move(settings)) {
-  // Every outcome series exists from the start, at zero, so rates and alerts work before
-  // the first such order.
-  record_final_counters_at_zero();
-  auto& registry = metrics::global();
-  for (auto step :
-       {saga_step::validation, saga_step::reservation, saga_step::payment, saga_step::confirmation})
-    registry.get_counter("saga_deadlines_expired_total",
-                         "Sagas compensated because a step passed its deadline.",
-                         {{"step", std::string(to_string(step))}});
-}
+      settings_(std::move(settings)) {}
 
-void step_engine::add_stage(const std::string& name, stage_runner runner) {
-  auto [it, added] = stages_.try_emplace(name);
-  if (!added)
-    throw std::logic_error("stage " + name + " declared twice");
-  it->second.runner = std::move(runner);
-  it->second.batcher = std::make_unique<runtime::batcher<step_job>>(
+void step_engine::declare(order_pipeline::step step) {
+  if (definition_)
+    throw std::logic_error("step " + step.name + " declared after the saga was sealed");
+  if (!step.action)
+    throw std::invalid_argument("step " + step.name + ": it has no action");
+  if (!step.retry || !step.deadline || step.topic.empty() || step.event_type.empty())
+    throw std::logic_error("step " + step.name + ": settings not resolved before declare");
+  auto declared = std::make_unique<declared_step>();
+  declared->definition.name = step.name;
+  declared->definition.status = step.status;
+  declared->definition.has_compensation = static_cast<bool>(step.compensation);
+  declared->definition.may_land_late = step.may_land_late;
+  declared->definition.has_finalizer = static_cast<bool>(step.finalizer);
+  declared->definition.timeout_reason = step.timeout_reason;
+  declared->definition.failure_reason = step.failure_reason;
+  declared->retry.max_retries = step.retry->max_retries;
+  declared->retry.base_delay = step.retry->backoff;
+  declared->retry.multiplier = step.retry->multiplier;
+  declared->retry.jitter = step.retry->jitter;
+  declared->decide = [action = step.action](const saga_row& row, step_context& engine) {
+    engine_step_context context(engine.scope, row, engine.awaited, engine.earlier_failures,
+                                engine.prepared);
+    return action(context);
+  };
+  declared->spec = std::move(step);
+  declared->batcher = std::make_unique<runtime::batcher<step_job>>(
       blocking_, [this](const std::vector<step_job*>& jobs) { apply_steps(jobs); },
       settings_.batch_size, settings_.parallel_batches);
-  metrics::global().get_counter("pipeline_retries_scheduled_total",
-                                "Saga steps scheduled to run again after a transient failure.",
-                                {{"stage", name}});
+  steps_.push_back(std::move(declared));
 }
 
-void step_engine::on_command(command_kind kind, command_handler handler) {
-  commands_[kind] = std::move(handler);
+void step_engine::seal() {
+  std::vector<step_definition> definitions;
+  for (const auto& step : steps_)
+    definitions.push_back(step->definition);
+  auto made = saga_definition::make(std::move(definitions));
+  if (auto* error = std::get_if<definition_error>(&made))
+    throw std::invalid_argument("the saga's steps: " + describe(*error));
+  definition_.emplace(std::move(std::get<saga_definition>(made)));
+
+  // Every outcome series exists from the start, at zero, so rates and alerts work before
+  // the first such order.
+  auto& registry = metrics::global();
+  registry.get_counter("orders_confirmed_total", "Orders that reached CONFIRMED.");
+  registry.get_counter("orders_failed_total", "Orders that ended FAILED.");
+  cancelled_counter(std::string(customer_cancelled_reason));
+  for (const auto& step : steps_) {
+    const auto& spec = step->spec;
+    for (const auto& reason : spec.rejection_reasons)
+      cancelled_counter(reason);
+    cancelled_counter(spec.timeout_reason);
+    if (!spec.failure_reason.empty())
+      cancelled_counter(spec.failure_reason);
+    deadline_counter(spec.name);
+    retries_counter(spec.name);
+  }
 }
 
-asio::awaitable<void> step_engine::handle(std::string_view stage,
-                                          const kafka::consumed_message& message) {
-  co_await stage_named(stage).runner(message, nullptr);
+int step_engine::register_step_list(pqxx::connection& connection) const {
+  pqxx::work tx(connection);
+  const auto names = join_names(definition().step_names());
+  std::vector<std::string> topic_list;
+  for (const auto& step : steps_)
+    topic_list.push_back(step->spec.topic);
+  const std::vector<std::string_view> topics(topic_list.begin(), topic_list.end());
+  // Two replicas starting at once may both insert: the unique list keeps one, and the second
+  // reads it back. The topics are this release's (a changed topic name applies to the list).
+  auto id = tx.exec_params1(
+                  "INSERT INTO saga_step_lists (steps, topics) VALUES (string_to_array($1, ','),"
+                  " $2::text[]) ON CONFLICT (steps) DO UPDATE SET topics = EXCLUDED.topics"
+                  " RETURNING id",
+                  names, pg::text_array(topics))[0]
+                .as<int>();
+  tx.commit();
+  return id;
+}
+
+std::vector<step_engine::route> step_engine::routes_for_undeclared_steps(
+    pqxx::connection& connection) const {
+  // The topics the declared steps consume already: each step's predecessor's topic.
+  std::set<std::string> consumed;
+  for (std::size_t i = 1; i < steps_.size(); ++i)
+    consumed.insert(steps_[i - 1]->spec.topic);
+  std::vector<route> out;
+  pqxx::read_transaction tx(connection);
+  for (const auto& r : tx.exec("SELECT array_to_string(steps, ','), array_to_string(topics, ',')"
+                               " FROM saga_step_lists ORDER BY id")) {
+    auto steps = split_names(r[0].as<std::string>());
+    auto topics = split_names(r[1].as<std::string>());
+    for (std::size_t i = 0; i + 1 < steps.size() && i < topics.size(); ++i) {
+      if (find_step(steps[i]) || consumed.count(topics[i]))
+        continue;
+      // The first step after it, in that list, that this program declares.
+      for (std::size_t next = i + 1; next < steps.size(); ++next) {
+        if (find_step(steps[next])) {
+          out.push_back({topics[i], steps[next]});
+          consumed.insert(topics[i]);
+          break;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 void step_engine::prepare_statements(pqxx::connection& c) {
@@ -159,35 +297,53 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " claim AS (INSERT INTO processed_events (consumer, event_id)"
             " SELECT $3, event_id FROM input WHERE $3::text IS NOT NULL AND event_id IS NOT NULL"
             " ORDER BY event_id ON CONFLICT DO NOTHING RETURNING event_id),"
-            " saga AS (SELECT order_id, state, reason, detail, inventory_held, payment_captured,"
+            " saga AS (SELECT order_id, state, reason, detail, step_list, step_index, owed,"
             " extract(epoch FROM clock_timestamp() - step_started_at)::float8 AS step_age"
             " FROM sagas WHERE order_id IN (SELECT order_id FROM input)"
             " AND (SELECT count(*) FROM claim) >= 0 ORDER BY order_id FOR UPDATE)"
             " SELECT " +
                 order_select_list +
                 ", coalesce(input.event_id IN (SELECT event_id FROM claim), false), saga.state,"
-                " saga.reason, saga.detail, saga.inventory_held, saga.payment_captured,"
+                " coalesce(saga.reason, ''), saga.detail,"
+                " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
+                " WHERE l.id = saga.step_list), saga.step_index, array_to_string(saga.owed, ','),"
                 " extract(epoch FROM clock_timestamp() - created_at)::float8,"
                 " coalesce(trace_id, ''), saga.step_age, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
                 " FROM saga JOIN input USING (order_id) JOIN orders USING (order_id)"
                 " LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
+  // The sagas, their orders' status and history in one round trip; answers each order's new
+  // updatedAt.
   c.prepare("saga_write",
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::boolean[], $6::boolean[]) AS t(order_id, state, reason, detail, held, captured)),"
+            " $5::int[], $6::text[]) AS t(order_id, state, reason, detail, step_index, owed)),"
             " saga AS (UPDATE sagas s SET step_started_at = CASE WHEN s.state <> i.state"
-            " THEN now() ELSE s.step_started_at END, state = i.state, reason = i.reason,"
-            " detail = i.detail, inventory_held = i.held, payment_captured = i.captured,"
-            " updated_at = now(), version = s.version + 1 FROM input i"
-            " WHERE s.order_id = i.order_id),"
+            " OR s.step_index <> i.step_index THEN now() ELSE s.step_started_at END,"
+            " state = i.state, reason = i.reason, detail = i.detail, step_index = i.step_index,"
+            " owed = string_to_array(i.owed, ','), updated_at = now(), version = s.version + 1"
+            " FROM input i WHERE s.order_id = i.order_id),"
             " history AS (INSERT INTO order_events (order_id, seq, status, reason, detail)"
             " SELECT i.order_id, coalesce((SELECT max(seq) FROM order_events e"
             " WHERE e.order_id = i.order_id), 0) + 1, i.state, i.reason, NULLIF(i.detail, '')"
-            " FROM input i)"
+            " FROM input i WHERE i.state <> (SELECT o.status FROM orders o"
+            " WHERE o.order_id = i.order_id))"
             " UPDATE orders o SET status = i.state, cancel_reason = i.reason,"
             " cancel_detail = NULLIF(i.detail, ''), updated_at = now() FROM input i"
             " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
                 iso_timestamp_sql("o.updated_at"));
+  // A saga that waits for a step (by its place in its own list), with its order's total and
+  // payment method, when the event ($2, for the consumer $3) or the retry ($4 with $5
+  // attempts) was not applied yet.
+  c.prepare("saga_awaiting",
+            "SELECT " + order_select_list +
+                ", s.state, coalesce(s.reason, ''), s.detail,"
+                " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
+                " WHERE l.id = s.step_list), s.step_index, array_to_string(s.owed, ','),"
+                " CASE WHEN $4::bigint IS NULL THEN NOT EXISTS (SELECT 1 FROM processed_events"
+                " WHERE consumer = $3 AND event_id = $2::uuid) ELSE EXISTS (SELECT 1 FROM"
+                " stage_retries WHERE id = $4 AND attempts = $5) END"
+                " FROM orders JOIN (SELECT order_id, state, reason, detail, step_list, step_index,"
+                " owed FROM sagas WHERE order_id = $1) s USING (order_id)");
   c.prepare("saga_schedule_retry",
             "INSERT INTO stage_retries (stage, order_id, topic, partition, \"offset\","
             " message_key, payload, headers, attempts, error_class, last_error,"
@@ -211,13 +367,15 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " topic, partition, \"offset\", message_key, encode(payload, 'hex'), headers::text");
   c.prepare("saga_take_retry", "DELETE FROM stage_retries WHERE id = $1 AND attempts = $2");
   c.prepare("saga_count_retries", "SELECT count(*) FROM stage_retries");
+  // Sagas waiting for a step (the one at their step_index in their own list) longer than its
+  // deadline ($1 step names, $2 their deadlines in seconds, $3 for any other step), among the
+  // statuses $4 a running saga shows.
   c.prepare("saga_overdue",
-            "SELECT order_id FROM sagas WHERE (state = 'PLACED' AND step_started_at <"
-            " now() - make_interval(secs => $1)) OR (state = 'VALIDATED' AND step_started_at <"
-            " now() - make_interval(secs => $2)) OR (state = 'INVENTORY_RESERVED' AND"
-            " step_started_at < now() - make_interval(secs => $3)) OR (state ="
-            " 'PAYMENT_PROCESSED' AND step_started_at < now() - make_interval(secs => $4))"
-            " ORDER BY step_started_at LIMIT $5");
+            "SELECT s.order_id FROM sagas s JOIN saga_step_lists l ON l.id = s.step_list"
+            " LEFT JOIN unnest($1::text[], $2::float8[]) AS d(step, seconds)"
+            " ON d.step = l.steps[s.step_index + 1] WHERE s.state = ANY($4::text[])"
+            " AND s.step_started_at < now() - make_interval(secs =>"
+            " coalesce(d.seconds, $3::float8)) ORDER BY s.step_started_at LIMIT $5");
 }
 
 double step_engine::unit_random() {
@@ -262,18 +420,77 @@ asio::awaitable<bool> step_engine::while_unavailable(std::string_view stage,
   co_return co_await while_unavailable(stage, subject, attempt);
 }
 
-step_engine::stage& step_engine::stage_named(std::string_view name) {
-  auto it = stages_.find(name);
-  if (it == stages_.end())
-    throw std::logic_error(fmt::format("no stage {} was declared", name));
-  return it->second;
+step_engine::declared_step& step_engine::step_named(std::string_view name) {
+  for (auto& step : steps_)
+    if (step->spec.name == name)
+      return *step;
+  throw std::logic_error(fmt::format("no step {} was declared", name));
+}
+
+const step_engine::declared_step* step_engine::find_step(std::string_view name) const {
+  for (const auto& step : steps_)
+    if (step->spec.name == name)
+      return step.get();
+  return nullptr;
+}
+
+const std::string& step_engine::topic_of(std::string_view step) const {
+  const auto* declared = find_step(step);
+  if (!declared)
+    throw std::logic_error(fmt::format("no step {} was declared", step));
+  return declared->spec.topic;
+}
+
+asio::awaitable<void> step_engine::handle(std::string_view stage,
+                                          const kafka::consumed_message& message) {
+  co_await run(step_named(stage), message, nullptr);
+}
+
+asio::awaitable<void> step_engine::run(declared_step& step, const kafka::consumed_message& message,
+                                       const stage_retry* retry) {
+  const auto& name = step.spec.name;
+  if (!step.spec.prepare) {
+    co_await run_step(name, message, step.decide, retry);
+    co_return;
+  }
+  auto envelope = decode_event_envelope(message.value);
+  if (!envelope) {
+    const step_effect nothing;  // run_step dead-letters it
+    co_await run_step(name, message, nothing, retry);
+    co_return;
+  }
+  // Prepare (call out) only for an order that waits for this step and whose event (or retry)
+  // is new. A duplicate that slips through prepares twice: a remote call must be idempotent
+  // by order id.
+  std::optional<order_view> order;
+  std::function<void()> peek = [&] {
+    order = order_awaiting(name, envelope->order_id, envelope->event_id, retry);
+  };
+  const std::string subject = "order " + envelope->order_id;
+  try {
+    if (!co_await while_unavailable(name, subject, peek))
+      co_return;
+  } catch (const std::exception& e) {
+    log::get("saga")->error("{}: order {}: {}", name, envelope->order_id, e.what());
+  }
+  std::any prepared;
+  if (order)
+    prepared = co_await step.spec.prepare(to_public_order(*order));
+  const step_effect effect = [&](const saga_row& row, step_context& context) {
+    if (!prepared.has_value())
+      return step_decision::nothing();
+    context.prepared = &prepared;
+    return step.decide(row, context);
+  };
+  co_await run_step(name, message, effect, retry);
 }
 
 asio::awaitable<void> step_engine::run_step(std::string_view stage,
                                             const kafka::consumed_message& message,
                                             const step_effect& effect, const stage_retry* retry) {
-  // The stage's own name, which outlives the step (the caller's may not).
-  stage = stages_.find(stage) == stages_.end() ? stage : stages_.find(stage)->first;
+  // The step's own name, which outlives the step (the caller's may not).
+  auto& step = step_named(stage);
+  stage = step.spec.name;
   auto started = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -299,9 +516,9 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
 
   std::string outcome = "skipped";
   const std::string order_id = envelope->order_id;
-  step_job job{stage, order_id, envelope->event_id, retry, &effect};
+  step_job job{stage, order_id, envelope->event_id, &message, retry, &effect};
   std::function<asio::awaitable<void>()> work = [&]() -> asio::awaitable<void> {
-    co_await stage_named(stage).batcher->run(job);
+    co_await step.batcher->run(job);
   };
   const std::string subject = "order " + order_id;
   for (int failures = 0;;) {
@@ -319,7 +536,7 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
     if (error_class == error_retries_exhausted) {
       // A serialization failure or deadlock: a conflict with another transaction, worth
       // a few more runs.
-      if (auto delay = retry_delay(settings_.retry, failures, unit_random())) {
+      if (auto delay = retry_delay(settings_.conflict_retry, failures, unit_random())) {
         log::get("saga")->warn("{}: order {} runs again in {} ms after: {}", stage, order_id,
                                delay->count(), error);
         asio::steady_timer timer(co_await asio::this_coro::executor, *delay);
@@ -342,6 +559,36 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
     break;
   }
   count_message(stage, outcome, elapsed());
+}
+
+std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
+                                                      const std::string& order_id,
+                                                      const std::string& event_id,
+                                                      const stage_retry* retry) {
+  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<order_view> {
+    pqxx::nontransaction read(c);  // one statement: no BEGIN/COMMIT round trips
+    std::optional<std::int64_t> retry_id;
+    std::optional<int> attempts;
+    if (retry) {
+      retry_id = retry->id;
+      attempts = retry->attempts;
+    }
+    auto rows = read.exec_prepared("saga_awaiting", order_id, event_id, std::string(stage),
+                                   retry_id, attempts);
+    if (rows.empty() || !rows[0][17].as<bool>())
+      return std::nullopt;
+    const auto& r = rows[0];
+    saga_state state;
+    state.status = r[11].as<std::string>();
+    state.reason = r[12].as<std::string>();
+    state.detail = r[13].as<std::string>();
+    state.steps = split_names(r[14].is_null() ? "" : r[14].as<std::string>());
+    state.position = r[15].as<std::size_t>();
+    state.owed = split_names(r[16].as<std::string>());
+    if (awaited_step(definition(), state) != stage)
+      return std::nullopt;
+    return read_order_columns(r);
+  });
 }
 
 std::optional<saga_row> step_engine::lock_saga(pqxx::work& tx, const std::string& order_id) {
@@ -372,51 +619,75 @@ std::map<std::string, step_engine::locked_saga> step_engine::claim_and_lock_saga
       saga_row row;
       row.order = read_order_columns(r);
       row.order_id = entry->first;
-      auto status = parse_order_status(r[12].as<std::string>());
-      if (!status)
-        throw std::runtime_error("unknown saga state " + r[12].as<std::string>());
-      row.state.status = *status;
-      if (!r[13].is_null())
-        row.state.reason = parse_cancel_reason(r[13].as<std::string>());
+      row.state.status = r[12].as<std::string>();
+      row.state.reason = r[13].as<std::string>();
       row.state.detail = r[14].as<std::string>();
-      row.state.inventory_held = r[15].as<bool>();
-      row.state.payment_captured = r[16].as<bool>();
-      row.age_seconds = r[17].as<double>();
-      row.trace_id = r[18].as<std::string>();
-      row.step_age_seconds = r[19].as<double>();
+      row.state.steps = split_names(r[15].is_null() ? "" : r[15].as<std::string>());
+      row.state.position = r[16].as<std::size_t>();
+      row.state.owed = split_names(r[17].as<std::string>());
+      row.age_seconds = r[18].as<double>();
+      row.trace_id = r[19].as<std::string>();
+      row.step_age_seconds = r[20].as<double>();
       locked.row = std::move(row);
     }
-    if (!r[20].is_null())
-      locked.row->order.items.push_back(read_item_columns(r, 20));
+    if (!r[21].is_null())
+      locked.row->order.items.push_back(read_item_columns(r, 21));
   }
   return out;
 }
 
-std::string step_engine::transition(transaction_scope& scope, std::string_view stage,
+std::string step_engine::transition(transaction_scope& scope, std::string_view caller,
                                     const saga_row& row, const saga_event& event,
                                     step_writes& writes) {
   auto logger = log::get("saga");
-  auto result = order_saga::apply(row.state, event);
+  auto result = apply(definition(), row.state, event);
   if (auto* rejection = std::get_if<saga_rejection>(&result)) {
     // Late, duplicated or out-of-order: record the event as seen and change nothing. A saga
     // row that contradicts itself is corrupt data an operator must look at.
     if (rejection->error == saga_error::inconsistent_state)
-      logger->error("{}: order {}: {}", stage, row.order_id, describe(*rejection));
+      logger->error("{}: order {}: {}", caller, row.order_id, describe(*rejection));
     else
-      logger->warn("{}: order {}: {}", stage, row.order_id, describe(*rejection));
+      logger->warn("{}: order {}: {}", caller, row.order_id, describe(*rejection));
     return "rejected";
   }
   auto& next = std::get<saga_transition>(result);
   for (const auto& command : next.commands) {
-    if (command.kind == command_kind::publish)
-      continue;  // written with the saga, which gives the event its updatedAt
-    auto handler = commands_.find(command.kind);
-    if (handler == commands_.end())
-      throw std::logic_error("nobody carries out " + to_string(command));
-    handler->second(scope, row);
+    switch (command.kind) {
+      case command_kind::compensate:
+      case command_kind::finalize: {
+        const auto* step = find_step(command.step);
+        const auto& handler = command.kind == command_kind::compensate ? step->spec.compensation
+                                                                       : step->spec.finalizer;
+        if (handler) {
+          engine_step_context context(scope, row, false, 0, nullptr);
+          handler(context);
+        }
+        break;
+      }
+      case command_kind::compensate_by_operator: {
+        // A step this program no longer declares (or no longer undoes) still holds an effect:
+        // an operator must undo it. The dead letter names the order and the step.
+        logger->error("order {}: {} left an effect this program cannot undo; dead-lettered",
+                      row.order_id, command.step);
+        kafka::consumed_message undo;
+        undo.topic = settings_.order_failed_topic;
+        undo.key = row.order_id;
+        undo.value = order_json(row.order);
+        dead_letters_.park(scope.tx(),
+                           {command.step, row.order_id, &undo, "compensation_undeclared",
+                            fmt::format("compensate step {} by hand: this program does not "
+                                        "declare its compensation",
+                                        command.step),
+                            1, std::nullopt});
+        break;
+      }
+      case command_kind::publish_succeeded:
+      case command_kind::publish_failed:
+        break;  // written with the saga, which gives the event its updatedAt
+    }
   }
-  logger->debug("{}: {} -> {}", stage, to_string(row.state.status), to_string(next.next.status));
-  if (is_terminal(next.next.status) && next.next.status != row.state.status)
+  logger->debug("{}: {} -> {}", caller, row.state.status, next.next.status);
+  if (is_ended(next.next) && !is_ended(row.state))
     writes.finals.emplace_back(next.next, row.age_seconds);
   // A transition that only compensates (a late capture refunded) leaves the saga, the order
   // and its history as they are: the order's updatedAt, and so a repeated cancel's answer,
@@ -428,44 +699,61 @@ std::string step_engine::transition(transaction_scope& scope, std::string_view s
 
 void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes) {
   auto& tx = scope.tx();
-  if (!writes.sagas.empty()) {
-    std::vector<std::string_view> order_ids, states, details, held, captured;
+  std::vector<outbox::message> events;
+  // The order as an event publishes it, after this step.
+  auto publish = [&](const saga_row& row, const saga_state& state, const std::string& updated_at,
+                     const std::string& topic, const std::string& event_type) {
+    auto order = row.order;
+    order.status = state.status;
+    order.cancel_reason = state.reason;
+    order.cancel_detail = state.detail;
+    if (!updated_at.empty())
+      order.updated_at = updated_at;
+    events.push_back({topic, row.order_id, event_type, row.order_id, order_json(order),
+                      row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id)});
+  };
+  std::vector<const step_writes::saga_change*> changed;
+  for (const auto& change : writes.sagas)
+    changed.push_back(&change);
+  std::map<std::string, std::string, std::less<>> updated_at;
+  if (!changed.empty()) {
+    std::vector<std::string_view> order_ids, states, details;
     std::vector<std::optional<std::string_view>> reasons;
-    for (const auto& [row, transition] : writes.sagas) {
-      const auto& next = transition.next;
-      order_ids.push_back(row->order_id);
-      states.push_back(to_string(next.status));
-      reasons.push_back(next.reason ? std::optional<std::string_view>(to_string(*next.reason))
-                                    : std::nullopt);
+    std::vector<std::string> step_indexes, owed;
+    for (const auto* change : changed) {
+      const auto& next = change->transition.next;
+      order_ids.push_back(change->row->order_id);
+      states.push_back(next.status);
+      reasons.push_back(next.reason.empty() ? std::nullopt
+                                            : std::optional<std::string_view>(next.reason));
       details.push_back(next.detail);
-      held.push_back(next.inventory_held ? "t" : "f");
-      captured.push_back(next.payment_captured ? "t" : "f");
+      step_indexes.push_back(std::to_string(next.position));
+      owed.push_back(join_names(next.owed));
     }
-    std::map<std::string, std::string, std::less<>> updated_at;
     for (const auto& r :
          tx.exec_prepared("saga_write", pg::text_array(order_ids), pg::text_array(states),
                           pg::nullable_text_array(reasons), pg::text_array(details),
-                          pg::text_array(held), pg::text_array(captured)))
+                          pg::text_array(std::vector<std::string_view>(step_indexes.begin(),
+                                                                       step_indexes.end())),
+                          pg::text_array(std::vector<std::string_view>(owed.begin(), owed.end()))))
       updated_at[r[0].as<std::string>()] = r[1].as<std::string>();
-
-    std::vector<outbox::message> events;
-    for (const auto& [row, transition] : writes.sagas) {
-      // The order as the events publish it, after this step.
-      auto order = row->order;
-      order.status = to_string(transition.next.status);
-      order.cancel_reason =
-          transition.next.reason ? std::string(to_string(*transition.next.reason)) : "";
-      order.cancel_detail = transition.next.detail;
-      if (auto it = updated_at.find(row->order_id); it != updated_at.end())
-        order.updated_at = it->second;
-      for (const auto& command : transition.commands)
-        if (command.kind == command_kind::publish)
-          events.push_back({topic_name(*command.topic), row->order_id,
-                            event_type_of(*command.topic), row->order_id, order_json(order),
-                            row->trace_id.empty() ? "" : log::make_traceparent(row->trace_id)});
-    }
-    outbox::append_all(tx, events);
   }
+  for (const auto& [row, transition] : writes.sagas) {
+    auto when = updated_at.find(row->order_id);
+    const std::string stamp = when == updated_at.end() ? "" : when->second;
+    for (const auto& command : transition.commands) {
+      if (command.kind == command_kind::publish_succeeded) {
+        const auto& spec = step_named(command.step).spec;
+        publish(*row, transition.next, stamp, spec.topic, spec.event_type);
+      } else if (command.kind == command_kind::publish_failed) {
+        publish(*row, transition.next, stamp, settings_.order_failed_topic,
+                order_failed_event_type);
+      }
+    }
+  }
+  for (const auto& [row, step] : writes.passed_on)
+    publish(*row, row->state, "", step->spec.topic, step->spec.event_type);
+  outbox::append_all(tx, events);
   scope.before_commit();
   tx.commit();
   for (const auto& [state, age_seconds] : writes.finals)
@@ -480,7 +768,7 @@ void step_engine::apply_steps(const std::vector<step_job*>& jobs) {
   pool_.with_connection([&](pqxx::connection& c) {
     try {
       apply_steps_once(c, jobs, false);
-    } catch (const decide_again_under_lock& e) {
+    } catch (const order_pipeline::decide_again_under_lock& e) {
       if (jobs.size() > 1)
         throw;  // the batcher runs each step alone
       log::get("saga")->debug("{}: order {}: {}; deciding again under lock", jobs.front()->stage,
@@ -495,6 +783,7 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
                                    bool under_lock) {
   auto logger = log::get("saga");
   std::string_view stage = jobs.front()->stage;
+  const auto& step = step_named(stage);
   pqxx::work tx(c);
   std::vector<step_job*> taken;
   std::vector<lock_request> requests;
@@ -518,6 +807,7 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
   auto locked = claim_and_lock_sagas(tx, stage, requests);
   std::vector<std::pair<step_job*, const saga_row*>> steps;
   std::vector<const saga_row*> rows;
+  step_writes writes;
   for (auto* job : taken) {
     auto it = locked.find(job->order_id);
     if (it == locked.end() || !it->second.row) {
@@ -530,20 +820,69 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
       job->outcome = "duplicate";
       continue;
     }
-    steps.emplace_back(job, &*it->second.row);
-    rows.push_back(&*it->second.row);
+    const auto& row = *it->second.row;
+    if (!is_part_of(row.state, stage)) {
+      // The saga started under a release without this step: it keeps its own list, so the
+      // event goes on to this step's topic unchanged, for the step after it.
+      logger->info("{}: order {} started without this step; passed on", stage, job->order_id);
+      writes.passed_on.emplace_back(&row, &step);
+      job->outcome = "passed_on";
+      continue;
+    }
+    steps.emplace_back(job, &row);
+    rows.push_back(&row);
   }
   transaction_scope scope(tx, std::move(rows), under_lock);
-  step_writes writes;
   for (auto [job, row] : steps) {
     log::scoped_context logged(row->order_id, row->trace_id);
-    step_context step{scope};
-    auto event = (*job->effect)(*row, step);
+    step_context context{scope, awaited_step(definition(), row->state) == stage,
+                         job->retry ? job->retry->attempts : 0, nullptr};
+    auto decision = (*job->effect)(*row, context);
+    std::string outcome = "skipped";
+    auto event = event_of(tx, step, *job, decision, context.earlier_failures, outcome);
     if (event)
-      step.outcome = transition(scope, stage, *row, *event, writes);
-    job->outcome = step.outcome;
+      outcome = transition(scope, stage, *row, *event, writes);
+    job->outcome = outcome;
   }
   write_and_commit(scope, writes);
+}
+
+std::optional<saga_event> step_engine::event_of(pqxx::work& tx, const declared_step& step,
+                                                const step_job& job, const step_decision& decision,
+                                                int earlier_failures, std::string& outcome) {
+  const auto& name = step.spec.name;
+  switch (decision.outcome) {
+    case step_decision::kind::proceed:
+      return events::step_succeeded{name};
+    case step_decision::kind::reject:
+      return events::step_rejected{name, decision.reason, decision.detail};
+    case step_decision::kind::nothing:
+      return std::nullopt;
+    case step_decision::kind::wait:
+      // Known to be pointless now (an open circuit): wait without using up an attempt.
+      schedule_retry(tx, name, job.order_id, *job.message, job.retry, earlier_failures,
+                     "unavailable", decision.detail,
+                     with_jitter(step.retry, decision.wait, unit_random()));
+      outcome = "retry_scheduled";
+      return std::nullopt;
+    case step_decision::kind::retry_later:
+      break;
+  }
+  const int failures = earlier_failures + 1;
+  if (auto delay = retry_delay(step.retry, failures, unit_random())) {
+    schedule_retry(tx, name, job.order_id, *job.message, job.retry, failures, "transient",
+                   decision.detail, *delay);
+    outcome = "retry_scheduled";
+    return std::nullopt;
+  }
+  failed_message failed{
+      name,     job.order_id, job.message, error_retries_exhausted, decision.detail,
+      failures, std::nullopt};
+  if (job.retry)
+    failed.first_failure_at = job.retry->first_failure_at;
+  dead_letters_.park(tx, failed);
+  return events::step_gave_up{
+      name, fmt::format("{} failed {} times: {}", name, failures, decision.detail)};
 }
 
 void step_engine::give_up(std::string_view stage, const kafka::consumed_message& message,
@@ -601,11 +940,7 @@ void step_engine::schedule_retry(pqxx::work& tx, std::string_view stage,
                    message.partition, message.offset, message.key, pg::to_hex(message.value),
                    outbox::headers_json(headers), attempts, error_class, error, first_failure,
                    static_cast<double>(delay.count()) / 1000.0);
-  metrics::global()
-      .get_counter("pipeline_retries_scheduled_total",
-                   "Saga steps scheduled to run again after a transient failure.",
-                   {{"stage", std::string(stage)}})
-      .inc();
+  retries_counter(stage).inc();
   log::get("saga")->warn("{}: order {} runs again in {} ms (failed attempts: {}): {}", stage,
                          order_id, delay.count(), attempts, error);
 }
@@ -640,8 +975,8 @@ std::vector<stage_retry> step_engine::claim_due_retries(int limit,
 
 asio::awaitable<void> step_engine::run_retry(const stage_retry& retry) {
   try {
-    if (auto it = stages_.find(retry.stage); it != stages_.end()) {
-      co_await it->second.runner(retry.message, &retry);
+    if (find_step(retry.stage)) {
+      co_await run(step_named(retry.stage), retry.message, &retry);
     } else {
       // A stage this program does not declare (any more): nobody can run it.
       log::get("saga")->error("retry {} of unknown stage {} dropped", retry.id, retry.stage);
@@ -661,31 +996,36 @@ asio::awaitable<void> step_engine::run_retry(const stage_retry& retry) {
   }
 }
 
+std::chrono::milliseconds step_engine::longest_deadline() const {
+  milliseconds out{0};
+  for (const auto& step : steps_)
+    out = std::max(out, *step->spec.deadline);
+  return out;
+}
+
 int step_engine::expire_overdue(int limit) {
-  const auto& d = settings_.deadlines;
   auto seconds = [](milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; };
-  auto deadline_of = [&](order_status status) -> std::optional<milliseconds> {
-    auto step = awaited_step(status);
-    if (!step)
-      return std::nullopt;
-    switch (*step) {
-      case saga_step::validation:
-        return d.validation;
-      case saga_step::reservation:
-        return d.reservation;
-      case saga_step::payment:
-        return d.payment;
-      case saga_step::confirmation:
-        return d.confirmation;
-    }
-    return std::nullopt;
+  auto deadline_of = [&](const std::string& step) {
+    const auto* declared = find_step(step);
+    return declared ? *declared->spec.deadline : longest_deadline();
   };
+  std::vector<std::string_view> names;
+  std::vector<std::string> deadlines;
+  std::set<std::string> running_statuses{std::string(placed_status)};
+  for (const auto& step : steps_) {
+    names.push_back(step->spec.name);
+    deadlines.push_back(fmt::format("{}", seconds(*step->spec.deadline)));
+    if (!step->spec.status.empty() && step->spec.status != confirmed_status)
+      running_statuses.insert(step->spec.status);
+  }
+  const std::vector<std::string_view> deadline_texts(deadlines.begin(), deadlines.end());
+  const std::vector<std::string_view> statuses(running_statuses.begin(), running_statuses.end());
   std::vector<std::string> overdue;
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
     for (const auto& r :
-         tx.exec_prepared("saga_overdue", seconds(d.validation), seconds(d.reservation),
-                          seconds(d.payment), seconds(d.confirmation), limit))
+         tx.exec_prepared("saga_overdue", pg::text_array(names), pg::text_array(deadline_texts),
+                          seconds(longest_deadline()), pg::text_array(statuses), limit))
       overdue.push_back(r[0].as<std::string>());
   });
   int expired = 0;
@@ -696,24 +1036,19 @@ int step_engine::expire_overdue(int limit) {
       if (!row)
         return;
       // Checked again under the lock: the step may have completed since the scan.
-      auto deadline = deadline_of(row->state.status);
-      if (!deadline || row->step_age_seconds < seconds(*deadline))
+      auto step = awaited_step(definition(), row->state);
+      if (!step || row->step_age_seconds < seconds(deadline_of(*step)))
         return;
       log::scoped_context logged(row->order_id, row->trace_id);
-      auto step = *awaited_step(row->state.status);
       transaction_scope scope(tx, {}, false);
       step_writes writes;
       if (transition(scope, deadline_caller, *row, events::deadline_expired{}, writes) != "applied")
         return;
       write_and_commit(scope, writes);
       ++expired;
-      metrics::global()
-          .get_counter("saga_deadlines_expired_total",
-                       "Sagas compensated because a step passed its deadline.",
-                       {{"step", std::string(to_string(step))}})
-          .inc();
+      deadline_counter(*step).inc();
       log::get("saga")->warn("order {} waited {:.1f} s for its {} step: cancelled", order_id,
-                             row->step_age_seconds, to_string(step));
+                             row->step_age_seconds, *step);
     });
   }
   return expired;
@@ -730,25 +1065,26 @@ cancellation step_engine::cancel(const std::string& order_id) {
       return {kind::not_found, ""};
     log::scoped_context logged(row->order_id, row->trace_id);
     const auto& state = row->state;
-    if (state.status == order_status::cancelled &&
-        state.reason == cancel_reason::customer_cancelled) {
+    if (state.status == cancelled_status && state.reason == customer_cancelled_reason) {
       // Cancelled by an earlier request: answer what that one did.
       bool refund = refund_requested_ && refund_requested_(tx, order_id);
-      return {refund ? kind::refunding : kind::cancelled, "CANCELLED"};
+      return {refund ? kind::refunding : kind::cancelled, std::string(cancelled_status)};
     }
-    if (is_terminal(state.status))
-      return {kind::conflict, std::string(to_string(state.status))};
+    if (is_ended(state))
+      return {kind::conflict, state.status};
     transaction_scope scope(tx, {}, false);
     step_writes writes;
     if (transition(scope, cancel_caller, *row, events::cancel_requested{}, writes) != "applied")
-      return {kind::conflict, std::string(to_string(state.status))};
-    bool refund = false;
+      return {kind::conflict, state.status};
+    bool completes_later = false;
     for (const auto& command : writes.sagas.back().transition.commands)
-      refund = refund || command.kind == command_kind::refund_payment;
+      if (command.kind == command_kind::compensate)
+        completes_later =
+            completes_later || step_named(command.step).spec.compensation_completes_later;
     write_and_commit(scope, writes);
     log::get("saga")->info("order {} cancelled at the customer's request in {}{}", order_id,
-                           to_string(state.status), refund ? "; refund requested" : "");
-    return {refund ? kind::refunding : kind::cancelled, "CANCELLED"};
+                           state.status, completes_later ? "; refund requested" : "");
+    return {completes_later ? kind::refunding : kind::cancelled, std::string(cancelled_status)};
   });
 }
 
@@ -757,22 +1093,6 @@ std::int64_t step_engine::pending_retries() {
     pqxx::work tx(c);
     return tx.exec_prepared1("saga_count_retries")[0].as<std::int64_t>();
   });
-}
-
-const std::string& step_engine::topic_name(topic_kind topic) const {
-  switch (topic) {
-    case topic_kind::order_validated:
-      return settings_.topics.order_validated;
-    case topic_kind::inventory_reserved:
-      return settings_.topics.inventory_reserved;
-    case topic_kind::payment_processed:
-      return settings_.topics.payment_processed;
-    case topic_kind::order_confirmed:
-      return settings_.topics.order_confirmed;
-    case topic_kind::order_failed:
-      break;
-  }
-  return settings_.topics.order_failed;
 }
 
 }  // namespace op::saga

@@ -3,15 +3,20 @@
 // add_stage by the composition root; each business area provides its own) decides an order's
 // outcome; the engine does everything around it, the same way for every step:
 // - it applies the step in one PostgreSQL transaction that also records the event id as
-//   processed (a redelivered event changes nothing), locks the saga row, asks the state
-//   machine (order_saga), carries out its commands and writes the next events to the outbox;
+//   processed (a redelivered event changes nothing), locks the saga row, asks the generic
+//   state machine (saga/domain) with the declared step list, carries out its commands (the
+//   steps' compensations and finalizers) and writes the next events to the outbox;
 // - group commit: the messages of a stage that arrive while one of its transactions runs are
 //   applied together in the next, with one statement per kind of work for all of them (claim,
 //   lock and read; write; outbox; the parts the steps gather), so a busy stage makes fewer
 //   round trips per message. A batch that fails runs again one message at a time, so a message
 //   that cannot be applied fails alone and is handled as below;
-// - compensations and finalizers the state machine asks for run through the handlers the
-//   areas registered with on_command, in the same transaction.
+// - a step decides (step_decision): proceed, reject with a reason, retry later (durably, in
+//   stage_retries, with the step's retry policy; when the attempts run out the message is
+//   dead-lettered and the saga gives the step up), or wait without using up an attempt;
+// - orders in flight across a release that changed the steps keep the list they started with
+//   (saga_step_lists): a step the saga's list lacks passes the message on to its own topic
+//   unchanged, a step the program no longer declares is skipped (saga/domain/saga_machine.hpp).
 //
 // Failures:
 // - PostgreSQL unavailable: the step waits and runs again, however long it takes; its offset
@@ -19,15 +24,16 @@
 // - serialization failure or deadlock: run again in place, app.retry.* times, then as below.
 // - a permanent error (a bug, a constraint violation) or an undecodable message: the message
 //   is dead-lettered and the saga compensated (FAILED), and the partition flows on.
-// - a step failing transiently (the payment gateway): the step writes it to stage_retries
-//   (schedule_retry) and the retry scheduler runs it again after the backoff, so other orders
-//   are not held up and a restart keeps the retry.
+// - a step failing transiently (the payment gateway): written to stage_retries and run again
+//   by the retry scheduler after the backoff, so other orders are not held up and a restart
+//   keeps the retry.
 // - a saga that sits in one step past that step's deadline is compensated by expire_overdue,
 //   which the deadline sweeper calls (on any replica, also right after a restart).
 //
 // Handlers run on the consumer's strands; their blocking database work runs on the blocking
 // pool.
 
+#include <any>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -38,41 +44,27 @@
 #include <string_view>
 #include <vector>
 
+#include "order_pipeline/step.hpp"
 #include "orders/adapters/dead_letters.hpp"
 #include "orders/app/ports.hpp"
-#include "orders/domain/order_saga.hpp"
 #include "orders/domain/retry_policy.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
+#include "saga/domain/saga_definition.hpp"
 #include "saga/engine/saga_row.hpp"
 #include "saga/engine/transaction_scope.hpp"
 
 namespace op::saga {
 
-struct saga_topics {
-  std::string order_validated;
-  std::string inventory_reserved;
-  std::string payment_processed;
-  std::string order_confirmed;
-  std::string order_failed;
-};
-
-struct saga_deadlines {
-  std::chrono::milliseconds validation{300000};
-  std::chrono::milliseconds reservation{300000};
-  std::chrono::milliseconds payment{120000};
-  std::chrono::milliseconds confirmation{300000};
-};
-
 struct engine_settings {
-  saga_topics topics;
-  orders::retry_policy retry;
-  saga_deadlines deadlines;
+  std::string order_failed_topic = "orders.failed";
   // Group commit: at most this many messages per transaction, and this many transactions of
   // one stage at a time.
   std::size_t batch_size = 64;
   std::size_t parallel_batches = 2;
+  // Runs of a step's transaction after a serialization failure or deadlock.
+  orders::retry_policy conflict_retry;
 };
 
 // A step due to run again, as the retry scheduler claimed it from stage_retries.
@@ -84,23 +76,20 @@ struct stage_retry {
   kafka::consumed_message message;
 };
 
-// What a step's decision adds to its transaction besides the saga's transition.
+using step_decision = order_pipeline::decision;
+
+// What the engine hands a step's decision besides the saga.
 struct step_context {
   transaction_scope& scope;
-  std::string outcome = "skipped";  // for the metrics: applied, duplicate, rejected, ...
+  // The saga waits for this step. False: the step's success would be refused (late or
+  // duplicated), except for a step whose effect may land late, which is then compensated.
+  bool awaited = false;
+  int earlier_failures = 0;  // failed runs before this one (retries)
+  const std::any* prepared;  // what the step's prepare returned; empty without one
 };
 
-// Decides the step's outcome for one order inside the batch's transaction; nullopt: nothing
-// to do. May set the metrics outcome (default "skipped" without an event).
-using step_effect =
-    std::function<std::optional<orders::saga_event>(const saga_row& row, step_context& step)>;
-
-// Runs one message of a stage, or a retry of it (`retry` set), usually with run_step.
-using stage_runner =
-    std::function<asio::awaitable<void>(const kafka::consumed_message&, const stage_retry*)>;
-
-// Carries out one of the state machine's commands for an order in the scope's transaction.
-using command_handler = std::function<void(transaction_scope& scope, const saga_row& row)>;
+// Decides the step's outcome for one order inside the batch's transaction.
+using step_effect = std::function<step_decision(const saga_row& row, step_context& step)>;
 
 class step_engine final : public orders::order_cancellation {
  public:
@@ -109,33 +98,40 @@ class step_engine final : public orders::order_cancellation {
 
   static void prepare_statements(pqxx::connection& connection);
 
-  // Declares a stage: the consumer of its topic calls handle(name, ...), a due retry of it
-  // runs `runner` again. Before the consumers start.
-  void add_stage(const std::string& name, stage_runner runner);
-  // Who carries out `kind` (release, commit, refund). Before the consumers start.
-  void on_command(orders::command_kind kind, command_handler handler);
+  // Declares the next step of the saga, with its topic, event type, retry policy, deadline and
+  // timeout reason filled in (the composition root resolves them from the configuration).
+  // Before seal().
+  void declare(order_pipeline::step step);
+  // Checks the declared list (saga_definition's rules; throws std::invalid_argument naming
+  // the step and the rule) and makes it the saga's.
+  void seal();
+  const saga_definition& definition() const { return *definition_; }
+  // The topic a declared step publishes its success to.
+  const std::string& topic_of(std::string_view step) const;
+  // Records the sealed step list in saga_step_lists, once per distinct list; the id a new
+  // saga refers to.
+  int register_step_list(pqxx::connection& connection) const;
+
+  // Orders in flight under another release may wait after a step this program does not
+  // declare: its topic (from saga_step_lists) must still be consumed, by the next step of
+  // that list that this program declares, or those orders would stall until their deadline.
+  struct route {
+    std::string topic;
+    std::string step;
+  };
+  std::vector<route> routes_for_undeclared_steps(pqxx::connection& connection) const;
+
   // Whether a refund was requested for the order: a repeated cancel answers as the first did.
   using refund_query = std::function<bool(pqxx::work& tx, const std::string& order_id)>;
   void on_refund_query(refund_query query) { refund_requested_ = std::move(query); }
 
-  // The message handler of a declared stage.
+  // The message handler of a declared step's stage.
   asio::awaitable<void> handle(std::string_view stage, const kafka::consumed_message& message);
 
-  // For the steps: applies `effect` to the message's order in a batch of the stage's
-  // transactions, with everything the header describes.
-  asio::awaitable<void> run_step(std::string_view stage, const kafka::consumed_message& message,
-                                 const step_effect& effect, const stage_retry* retry);
-  // Writes the message to stage_retries, to run again after `delay`, in the step's transaction.
-  void schedule_retry(pqxx::work& tx, std::string_view stage, const std::string& order_id,
-                      const kafka::consumed_message& message, const stage_retry* retry,
-                      int attempts, const std::string& error_class, const std::string& error,
-                      std::chrono::milliseconds delay);
   // Runs `work` on the blocking pool until it succeeds, waiting out PostgreSQL being
   // unavailable; rethrows any other error. False when abandoned at shutdown.
   asio::awaitable<bool> while_unavailable(std::string_view stage, const std::string& subject,
                                           std::function<void()>& work);
-  const orders::retry_policy& retry_policy() const { return settings_.retry; }
-  const orders::dead_letter_queue& dead_letters() const { return dead_letters_; }
   // Uniform in [0, 1), for backoff jitter.
   static double unit_random();
 
@@ -164,12 +160,16 @@ class step_engine final : public orders::order_cancellation {
     std::string_view stage;
     std::string order_id;
     std::string event_id;
+    const kafka::consumed_message* message;
     const stage_retry* retry;
     const step_effect* effect;
     std::string outcome = "skipped";
   };
-  struct stage {
-    stage_runner runner;
+  struct declared_step {
+    order_pipeline::step spec;
+    step_definition definition;
+    orders::retry_policy retry;
+    step_effect decide;  // spec.action, with the public step_context
     std::unique_ptr<runtime::batcher<step_job>> batcher;
   };
   // What a transaction writes once every step has decided.
@@ -182,10 +182,34 @@ class step_engine final : public orders::order_cancellation {
 
   asio::awaitable<bool> while_unavailable(std::string_view stage, const std::string& subject,
                                           std::function<asio::awaitable<void>()>& attempt);
-  stage& stage_named(std::string_view name);
+  // Runs one message of the step (or a retry of it): prepare when the step has one, then the
+  // step's decision in a batch of its transactions.
+  asio::awaitable<void> run(declared_step& step, const kafka::consumed_message& message,
+                            const stage_retry* retry);
+  // Applies `effect` to the message's order in a batch of the stage's transactions, with
+  // everything the header describes.
+  asio::awaitable<void> run_step(std::string_view stage, const kafka::consumed_message& message,
+                                 const step_effect& effect, const stage_retry* retry);
+  // Blocking. The order (without its items) when its saga waits for `stage` and the message
+  // (or retry) was not applied yet: a step that prepares (calls out) only does so then.
+  std::optional<orders::order_view> order_awaiting(std::string_view stage,
+                                                   const std::string& order_id,
+                                                   const std::string& event_id,
+                                                   const stage_retry* retry);
+  declared_step& step_named(std::string_view name);
+  const declared_step* find_step(std::string_view name) const;
   // Applies the steps of one batch in one transaction and sets each job's outcome.
   void apply_steps(const std::vector<step_job*>& jobs);
   void apply_steps_once(pqxx::connection& c, const std::vector<step_job*>& jobs, bool under_lock);
+  // The saga event a decision means, writing a retry or a dead letter as it needs; nullopt:
+  // no event. Sets the job's outcome.
+  std::optional<saga_event> event_of(pqxx::work& tx, const declared_step& step, const step_job& job,
+                                     const step_decision& decision, int earlier_failures,
+                                     std::string& outcome);
+  void schedule_retry(pqxx::work& tx, std::string_view stage, const std::string& order_id,
+                      const kafka::consumed_message& message, const stage_retry* retry,
+                      int attempts, const std::string& error_class, const std::string& error,
+                      std::chrono::milliseconds delay);
   // Dead-letters the message and compensates its saga (FAILED), in one transaction.
   void give_up(std::string_view stage, const kafka::consumed_message& message,
                const std::optional<std::string>& order_id, const std::string& error_class,
@@ -197,19 +221,20 @@ class step_engine final : public orders::order_cancellation {
       pqxx::work& tx, std::string_view stage, const std::vector<lock_request>& requests);
   // Applies `event` to the locked saga; what it changes is added to `writes`, the commands
   // are carried out in the scope. Returns the outcome.
-  std::string transition(transaction_scope& scope, std::string_view stage, const saga_row& row,
-                         const orders::saga_event& event, step_writes& writes);
+  std::string transition(transaction_scope& scope, std::string_view caller, const saga_row& row,
+                         const saga_event& event, step_writes& writes);
   // Writes the sagas and their events, runs the scope's parts and commits. `writes` refers
   // to rows that must still be alive.
   void write_and_commit(transaction_scope& scope, step_writes& writes);
-  const std::string& topic_name(orders::topic_kind topic) const;
+  // The longest declared deadline: for a saga waiting on a step this program does not declare.
+  std::chrono::milliseconds longest_deadline() const;
 
   pg::connection_pool& pool_;
   asio::thread_pool& blocking_;
   const orders::dead_letter_queue& dead_letters_;
   const engine_settings settings_;
-  std::map<std::string, stage, std::less<>> stages_;
-  std::map<orders::command_kind, command_handler> commands_;
+  std::vector<std::unique_ptr<declared_step>> steps_;  // in saga order
+  std::optional<saga_definition> definition_;
   refund_query refund_requested_;
   std::atomic<bool> abandoning_{false};
 };

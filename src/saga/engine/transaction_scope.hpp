@@ -1,34 +1,18 @@
 #pragma once
-// One transaction of the saga engine, as the steps see it: the PostgreSQL transaction, the
-// sagas it locked, and the parts the steps gather in it to be written together right before
-// the commit (one statement for every order of a batch instead of one per order).
+// One transaction of the saga engine: the PostgreSQL transaction, the sagas it locked, and the
+// parts the steps share in it (order_pipeline::transaction_part), to be written together right
+// before the commit (one statement for every order of a batch instead of one per order).
 
 #include <memory>
 #include <pqxx/pqxx>
-#include <stdexcept>
 #include <typeindex>
 #include <utility>
 #include <vector>
 
+#include "order_pipeline/step.hpp"
 #include "saga/engine/saga_row.hpp"
 
 namespace op::saga {
-
-// What the steps of one transaction gather: reads shared by the batch's orders, writes made
-// together at the end. Created on first use by transaction_scope::part.
-class transaction_part {
- public:
-  virtual ~transaction_part() = default;
-  // After the sagas and their events are written, right before the commit: writes to hot rows
-  // (the stock of a product every order touches) go last, so their locks are held briefly.
-  virtual void before_commit(pqxx::work&) {}
-};
-
-// A decision made without a lock turned out wrong at the write (another transaction took the
-// last units in between): the engine runs the step again alone, deciding under the lock.
-struct decide_again_under_lock : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 class transaction_scope {
  public:
@@ -43,29 +27,40 @@ class transaction_scope {
   const std::vector<const saga_row*>& rows() const { return rows_; }
   bool under_lock() const { return under_lock_; }
 
-  // The transaction's Part, made with Part(*this) on first use.
-  template <class Part>
-  Part& part() {
-    for (auto& [type, existing] : parts_)
-      if (type == typeid(Part))
-        return static_cast<Part&>(*existing);
-    auto made = std::make_unique<Part>(*this);
-    auto& out = *made;
-    parts_.emplace_back(typeid(Part), std::move(made));
-    return out;
+  // The batch's orders as the public API shows them, made once for the whole transaction.
+  const std::vector<order_pipeline::order>& orders() {
+    if (orders_.size() != rows_.size()) {
+      orders_.clear();
+      for (const auto* row : rows_)
+        orders_.push_back(to_public_order(row->order));
+    }
+    return orders_;
+  }
+
+  order_pipeline::transaction_part* find_part(std::type_index type) {
+    for (auto& [existing_type, part] : parts_)
+      if (existing_type == type)
+        return part.get();
+    return nullptr;
+  }
+  order_pipeline::transaction_part& add_part(
+      std::type_index type, std::unique_ptr<order_pipeline::transaction_part> part) {
+    parts_.emplace_back(type, std::move(part));
+    return *parts_.back().second;
   }
 
   // Runs every part's before_commit, in the order they were made.
   void before_commit() {
-    for (auto& [type, existing] : parts_)
-      existing->before_commit(tx_);
+    for (auto& [type, part] : parts_)
+      part->before_commit(tx_);
   }
 
  private:
   pqxx::work& tx_;
   const std::vector<const saga_row*> rows_;
   const bool under_lock_;
-  std::vector<std::pair<std::type_index, std::unique_ptr<transaction_part>>> parts_;
+  std::vector<order_pipeline::order> orders_;
+  std::vector<std::pair<std::type_index, std::unique_ptr<order_pipeline::transaction_part>>> parts_;
 };
 
 }  // namespace op::saga
