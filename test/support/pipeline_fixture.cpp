@@ -14,21 +14,24 @@ namespace op::test {
 
 using namespace std::chrono_literals;
 
-pipeline_fixture::pipeline_fixture(std::map<std::string, std::string> env)
-    : customer(unique_name("cust")), env_(std::move(env)) {
+pipeline_fixture::pipeline_fixture(std::map<std::string, std::string> env, std::string binary)
+    : customer(unique_name("cust")), env_(std::move(env)), binary_(std::move(binary)) {
   env_["PAYMENT_GATEWAY_URL"] = gateway.url();
-  server = std::make_unique<server_process>(env_);
+  server = std::make_unique<server_process>(env_, binary_);
   server->start();
   server->wait_until_ready();
   put_customer(port(), customer, "buyer@example.com");
 }
 
-void pipeline_fixture::restart_server(const std::map<std::string, std::string>& env) {
+void pipeline_fixture::restart_server(const std::map<std::string, std::string>& env,
+                                      const std::string& binary) {
   auto merged = env_;
   for (const auto& [k, v] : env)
     merged[k] = v;
+  if (!binary.empty())
+    binary_ = binary;
   server.reset();  // SIGKILLs it if still running
-  server = std::make_unique<server_process>(merged);
+  server = std::make_unique<server_process>(merged, binary_);
   server->start();
   server->wait_until_ready();
 }

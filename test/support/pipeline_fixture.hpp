@@ -16,8 +16,10 @@ namespace op::test {
 
 class pipeline_fixture {
  public:
-  // `env` is added to the server's environment (e.g. shorter retry delays).
-  explicit pipeline_fixture(std::map<std::string, std::string> env = {});
+  // `env` is added to the server's environment (e.g. shorter retry delays); `binary` is the
+  // program to run (order-pipeline or one built on it, such as an example).
+  explicit pipeline_fixture(std::map<std::string, std::string> env = {},
+                            std::string binary = ORDER_PIPELINE_BINARY);
 
   simulator_process gateway;
   std::unique_ptr<server_process> server;
@@ -26,8 +28,10 @@ class pipeline_fixture {
   unsigned short port() const { return server->port(); }
 
   // Replaces the server by a new process with the same environment plus `env`, e.g. after
-  // server->kill(); waits until it is ready.
-  void restart_server(const std::map<std::string, std::string>& env = {});
+  // server->kill(); waits until it is ready. A non-empty `binary` runs another program from
+  // then on (a release that adds or removes a step).
+  void restart_server(const std::map<std::string, std::string>& env = {},
+                      const std::string& binary = "");
 
   std::string product(const std::string& price, std::int64_t stock, bool active = true);
   // POSTs the body, REQUIREs 200 and returns the order id. Catch2's assertions are not
@@ -61,6 +65,7 @@ class pipeline_fixture {
 
  private:
   std::map<std::string, std::string> env_;
+  std::string binary_;
 };
 
 }  // namespace op::test

@@ -19,7 +19,8 @@
 
 namespace op::test {
 
-server_process::server_process(std::map<std::string, std::string> env) : env_(std::move(env)) {
+server_process::server_process(std::map<std::string, std::string> env, std::string binary)
+    : env_(std::move(env)), binary_(std::move(binary)) {
   // Defaults only for what `env` leaves out: a test with services of its own needs no
   // TEST_DB_URL.
   if (!env_.count("DB_URL"))
@@ -70,7 +71,8 @@ bool server_process::spawn(bool append_log) {
     for (const auto& [k, v] : env_)
       ::setenv(k.c_str(), v.c_str(), 1);
     ::chdir(repo_root().c_str());
-    ::execl(ORDER_PIPELINE_BINARY, "order-pipeline", "--config", "config/application.yml",
+    const auto name = binary_.substr(binary_.rfind('/') + 1);
+    ::execl(binary_.c_str(), name.c_str(), "--config", "config/application.yml",
             static_cast<char*>(nullptr));
     std::_Exit(127);
   }

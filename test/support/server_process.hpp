@@ -1,6 +1,7 @@
 #pragma once
-// Runs the real order-pipeline binary as a child process, the way an operator would, with
-// the test services and a free port. Its log goes to a file the test can read.
+// Runs the real order-pipeline binary (or another program built on the pipeline, such as an
+// example) as a child process, the way an operator would, with the test services and a free
+// port. Its log goes to a file the test can read.
 
 #include <sys/types.h>
 
@@ -14,7 +15,9 @@ class server_process {
  public:
   // `env` is added to the defaults (test database, test Kafka, a free HTTP port, group id);
   // TEST_DB_URL and TEST_KAFKA_BROKERS are needed only when `env` has no DB_URL/KAFKA_BROKERS.
-  explicit server_process(std::map<std::string, std::string> env = {});
+  // `binary`: the program to run, with order-pipeline's command line.
+  explicit server_process(std::map<std::string, std::string> env = {},
+                          std::string binary = ORDER_PIPELINE_BINARY);
   ~server_process();  // SIGKILL if still running
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -42,6 +45,7 @@ class server_process {
 
  private:
   std::map<std::string, std::string> env_;
+  std::string binary_;
   unsigned short port_;
   std::string log_path_;
   pid_t pid_ = -1;
