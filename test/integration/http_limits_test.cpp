@@ -68,8 +68,8 @@ std::string health_request() {
 
 TEST_CASE("request limits: a head too large, a client too slow, an idle connection",
           "[http][limits]") {
-  test::server_process server(
-      {{"SERVER_READ_TIMEOUT", "500"}, {"SERVER_MAX_HEADER_BYTES", "2048"}});
+  test::server_process server(std::map<std::string, std::string>{
+      {"SERVER_READ_TIMEOUT", "500"}, {"SERVER_MAX_HEADER_BYTES", "2048"}});
   server.start();
   server.wait_until_ready();
   auto port = server.port();
