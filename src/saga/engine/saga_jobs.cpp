@@ -59,7 +59,8 @@ void saga_jobs::run_retries() {
       auto due = stages_.claim_due_retries(64, settings_.retried_stages);
       std::vector<std::future<void>> running;
       for (const auto& retry : due)
-        running.push_back(asio::co_spawn(workers_, stages_.run_retry(retry), asio::use_future));
+        running.push_back(asio::co_spawn(
+            workers_, stages_.run_retry(retry, settings_.retried_stages), asio::use_future));
       for (auto& r : running)
         r.get();
       if (!due.empty())

@@ -22,8 +22,8 @@ namespace op::saga {
 struct saga_job_settings {
   std::chrono::milliseconds retry_poll{200};
   std::chrono::milliseconds sweep_interval{1000};
-  int replay_rate = 50;  // per second
-  std::vector<std::string> retried_stages{"validate", "reserve", "pay", "confirm"};
+  int replay_rate = 50;                     // per second
+  std::vector<std::string> retried_stages;  // the stages this replica runs
 };
 
 class saga_jobs {

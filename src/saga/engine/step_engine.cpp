@@ -344,6 +344,10 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " stage_retries WHERE id = $4 AND attempts = $5) END"
                 " FROM orders JOIN (SELECT order_id, state, reason, detail, step_list, step_index,"
                 " owed FROM sagas WHERE order_id = $1) s USING (order_id)");
+  c.prepare("saga_state",
+            "SELECT state, coalesce(reason, ''), detail, (SELECT array_to_string(l.steps, ',')"
+            " FROM saga_step_lists l WHERE l.id = s.step_list), step_index,"
+            " array_to_string(owed, ',') FROM sagas s WHERE order_id = $1");
   c.prepare("saga_schedule_retry",
             "INSERT INTO stage_retries (stage, order_id, topic, partition, \"offset\","
             " message_key, payload, headers, attempts, error_class, last_error,"
@@ -357,11 +361,13 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " error_class = EXCLUDED.error_class, last_error = EXCLUDED.last_error,"
             " last_failure_at = now(), due_at = EXCLUDED.due_at");
   // A claimed retry is leased for a minute: if its replica dies, another one runs it then.
-  // Only retries of the stages $2 this replica runs: a split deployment's pay retries wait
-  // for a replica with the payment gateway.
+  // Only retries of the stages $2 this replica runs (a split deployment's pay retries wait
+  // for a replica with the payment gateway), and those of steps this program does not
+  // declare at all ($3: its steps), left by a release that did: run_retry hands them on.
   c.prepare("saga_claim_due_retries",
             "UPDATE stage_retries SET due_at = now() + interval '60 seconds' WHERE id IN"
-            " (SELECT id FROM stage_retries WHERE due_at <= now() AND stage = ANY($2::text[])"
+            " (SELECT id FROM stage_retries WHERE due_at <= now() AND (stage = ANY($2::text[])"
+            " OR stage <> ALL($3::text[]))"
             " ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, stage, attempts,"
             " to_char(first_failure_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
             " topic, partition, \"offset\", message_key, encode(payload, 'hex'), headers::text");
@@ -953,7 +959,10 @@ std::vector<stage_retry> step_engine::claim_due_retries(int limit,
   const std::vector<std::string_view> names(stages.begin(), stages.end());
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    for (const auto& r : tx.exec_prepared("saga_claim_due_retries", limit, pg::text_array(names))) {
+    const auto declared_names = definition().step_names();
+    const std::vector<std::string_view> declared(declared_names.begin(), declared_names.end());
+    for (const auto& r : tx.exec_prepared("saga_claim_due_retries", limit, pg::text_array(names),
+                                          pg::text_array(declared))) {
       stage_retry retry;
       retry.id = r[0].as<std::int64_t>();
       retry.stage = r[1].as<std::string>();
@@ -973,23 +982,61 @@ std::vector<stage_retry> step_engine::claim_due_retries(int limit,
   return out;
 }
 
-asio::awaitable<void> step_engine::run_retry(const stage_retry& retry) {
+asio::awaitable<void> step_engine::run_retry(const stage_retry& retry,
+                                             const std::vector<std::string>& runnable) {
   try {
     if (find_step(retry.stage)) {
       co_await run(step_named(retry.stage), retry.message, &retry);
-    } else {
-      // A stage this program does not declare (any more): nobody can run it.
-      log::get("saga")->error("retry {} of unknown stage {} dropped", retry.id, retry.stage);
-      std::function<void()> drop = [&] {
-        pool_.with_connection([&](pqxx::connection& c) {
-          pqxx::work tx(c);
-          tx.exec_prepared("saga_take_retry", retry.id, retry.attempts);
-          tx.commit();
-        });
-      };
-      const std::string subject = "a stray retry";
-      co_await while_unavailable("retry", subject, drop);
+      co_return;
     }
+    // A retry left by a release that declared this step and this one does not: the saga
+    // skips the step (saga_machine.hpp), so the retry goes to the step it waits for now.
+    auto envelope = decode_event_envelope(retry.message.value);
+    std::optional<std::string> awaited;
+    bool ended = !envelope;
+    std::function<void()> look = [&] {
+      if (!envelope)
+        return;
+      pool_.with_connection([&](pqxx::connection& c) {
+        pqxx::nontransaction read(c);
+        auto rows = read.exec_prepared("saga_state", envelope->order_id);
+        if (rows.empty()) {
+          ended = true;
+          return;
+        }
+        saga_state state;
+        state.status = rows[0][0].as<std::string>();
+        state.reason = rows[0][1].as<std::string>();
+        state.detail = rows[0][2].as<std::string>();
+        state.steps = split_names(rows[0][3].is_null() ? "" : rows[0][3].as<std::string>());
+        state.position = rows[0][4].as<std::size_t>();
+        state.owed = split_names(rows[0][5].as<std::string>());
+        ended = is_ended(state);
+        awaited = awaited_step(definition(), state);
+      });
+    };
+    if (!co_await while_unavailable("retry", "a retry of " + retry.stage, look))
+      co_return;
+    if (awaited && find_step(*awaited)) {
+      if (std::find(runnable.begin(), runnable.end(), *awaited) == runnable.end())
+        co_return;  // another replica runs that step: the lease runs out and it claims it
+      log::get("saga")->info("retry {} of {}, a step this program does not declare, runs as {}",
+                             retry.id, retry.stage, *awaited);
+      co_await run(step_named(*awaited), retry.message, &retry);
+      co_return;
+    }
+    if (!ended)
+      co_return;  // waits for a step no release here declares: its deadline decides
+    // The saga has ended (or the message is not an event): nothing is left to run.
+    log::get("saga")->warn("retry {} of {} dropped: its saga has ended", retry.id, retry.stage);
+    std::function<void()> drop = [&] {
+      pool_.with_connection([&](pqxx::connection& c) {
+        pqxx::work tx(c);
+        tx.exec_prepared("saga_take_retry", retry.id, retry.attempts);
+        tx.commit();
+      });
+    };
+    co_await while_unavailable("retry", "a stray retry", drop);
   } catch (const std::exception& e) {
     // Left in the table; its lease runs out and it is tried again.
     log::get("saga")->error("retry {} of {} failed: {}", retry.id, retry.stage, e.what());

@@ -138,8 +138,11 @@ class step_engine final : public orders::order_cancellation {
   // Blocking, for the background jobs. Claims up to `limit` due retries of `stages` for a
   // while (another replica takes them over if this one dies running them).
   std::vector<stage_retry> claim_due_retries(int limit, const std::vector<std::string>& stages);
-  // Runs a claimed retry; must not throw.
-  asio::awaitable<void> run_retry(const stage_retry& retry);
+  // Runs a claimed retry; must not throw. A retry of a step this program does not declare
+  // runs as the step its saga waits for now, when `runnable` (the stages this replica runs)
+  // has it.
+  asio::awaitable<void> run_retry(const stage_retry& retry,
+                                  const std::vector<std::string>& runnable);
   // Compensates up to `limit` sagas past their step's deadline; returns how many.
   int expire_overdue(int limit);
   // Retries waiting in stage_retries, for the metrics.
