@@ -455,5 +455,16 @@ TEST_CASE("what the contract fuzzing found: NUL, byte lengths, duplicate keys, m
   auto replay = test::http_call(port, "GET", "/api/admin/dlq/replay", "", admin);
   CHECK(replay.status == 405);
   CHECK(replay.headers["allow"] == "POST");
+  // The dead-letter filter takes any step's name (a program's own too) or handler:<name>,
+  // and refuses what no step or handler could be called.
+  for (const char* stage : {"pay", "screen", "handler:notify"})
+    CHECK(test::http_call(port, "GET", std::string("/api/admin/dlq?stage=") + stage, "", admin)
+              .status == 200);
+  for (const char* stage : {"Pay", "handler:", "9lives", "handler:notify_me"}) {
+    auto refused =
+        test::http_call(port, "GET", std::string("/api/admin/dlq?stage=") + stage, "", admin);
+    CHECK(refused.status == 400);
+    CHECK(test::json_field(refused.body, "field") == "stage");
+  }
   CHECK(test::http_get(port, "/actuator/health/readiness").status == 200);
 }

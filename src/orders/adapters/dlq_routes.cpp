@@ -97,9 +97,23 @@ response entry_not_found(std::int64_t id) {
                               "no dead letter with id " + std::to_string(id));
 }
 
-bool known_stage(const std::string& s) {
-  return s == "validate" || s == "reserve" || s == "pay" || s == "confirm";
+// A step's name ([a-z][a-z0-9_-]*: the built-in four or a program's own) or handler:<name>
+// ([a-z][a-z0-9-]*), at most 64 characters each, as the api/openapi.yaml pattern says.
+bool well_formed_stage(std::string_view s) {
+  bool handler = s.rfind("handler:", 0) == 0;
+  if (handler)
+    s.remove_prefix(8);
+  if (s.empty() || s.size() > 64 || s[0] < 'a' || s[0] > 'z')
+    return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (!handler && c == '_')))
+      return false;
+  return true;
 }
+
+const char* const stage_rule =
+    "stage must be a step's name (validate, reserve, pay, confirm, or a program's own) or "
+    "handler:<name>";
 
 }  // namespace
 
@@ -113,8 +127,8 @@ void add_dlq_routes(http::router& routes, const dlq_routes_context& context) {
                dead_letter_filter filter;
                filter.limit = default_page;
                if (auto stage = req.query_param("stage")) {
-                 if (!known_stage(*stage))
-                   co_return bad("stage", "stage must be one of validate, reserve, pay, confirm");
+                 if (!well_formed_stage(*stage))
+                   co_return bad("stage", stage_rule);
                  filter.stage = *stage;
                }
                if (auto s = req.query_param("status")) {
@@ -203,8 +217,8 @@ void add_dlq_routes(http::router& routes, const dlq_routes_context& context) {
                  co_return *denied;
                std::optional<std::string> stage;
                if (auto s = req.query_param("stage")) {
-                 if (!known_stage(*s))
-                   co_return bad("stage", "stage must be one of validate, reserve, pay, confirm");
+                 if (!well_formed_stage(*s))
+                   co_return bad("stage", stage_rule);
                  stage = *s;
                }
                int limit = 1000;
