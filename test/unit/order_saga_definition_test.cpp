@@ -10,8 +10,8 @@
 #include <variant>
 #include <vector>
 
-#include "reference/order_saga.hpp"
 #include "orders/domain/order_status.hpp"
+#include "reference/order_saga.hpp"
 #include "saga/domain/saga_machine.hpp"
 
 namespace orders = op::orders;
