@@ -718,17 +718,14 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
     events.push_back({topic, row.order_id, event_type, row.order_id, order_json(order),
                       row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id)});
   };
-  std::vector<const step_writes::saga_change*> changed;
-  for (const auto& change : writes.sagas)
-    changed.push_back(&change);
   std::map<std::string, std::string, std::less<>> updated_at;
-  if (!changed.empty()) {
+  if (!writes.sagas.empty()) {
     std::vector<std::string_view> order_ids, states, details;
     std::vector<std::optional<std::string_view>> reasons;
     std::vector<std::string> step_indexes, owed;
-    for (const auto* change : changed) {
-      const auto& next = change->transition.next;
-      order_ids.push_back(change->row->order_id);
+    for (const auto& change : writes.sagas) {
+      const auto& next = change.transition.next;
+      order_ids.push_back(change.row->order_id);
       states.push_back(next.status);
       reasons.push_back(next.reason.empty() ? std::nullopt
                                             : std::optional<std::string_view>(next.reason));
