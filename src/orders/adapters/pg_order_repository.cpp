@@ -119,8 +119,9 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
                               " FROM orders WHERE ($1::text IS NULL OR customer_id = $1)"
                               " AND ($2::text IS NULL OR status = $2)"
                               " ORDER BY created_at DESC, order_id DESC LIMIT $3");
+  // From the sagas: the same status, and the deadline sweeper's index on it answers the count.
   c.prepare("order_status_counts",
-            "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status");
+            "SELECT state, count(*) FROM sagas GROUP BY state ORDER BY state");
   c.prepare("customer_upsert",
             "INSERT INTO customers (customer_id, email, name, active) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (customer_id) DO UPDATE SET email = EXCLUDED.email,"

@@ -25,7 +25,7 @@ class pqxx_session {
     // Kafka acknowledged every one of them.
     connection.prepare("outbox_take",
                        "WITH taken AS (DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-                       " WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
                        " RETURNING id, event_id::text, topic, message_key, event_type,"
                        " correlation_id, payload, to_char(created_at AT TIME ZONE 'UTC',"
                        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS occurred_at, traceparent,"
@@ -33,7 +33,7 @@ class pqxx_session {
                        " SELECT * FROM taken ORDER BY id");
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
-                       " 0)::float8 FROM outbox WHERE sent_at IS NULL");
+                       " 0)::float8 FROM outbox");
   }
   pqxx::connection connection;
 };
