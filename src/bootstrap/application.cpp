@@ -37,6 +37,7 @@
 #include "platform/log/logging.hpp"
 #include "platform/metrics/process_metrics.hpp"
 #include "platform/outbox/outbox_relay.hpp"
+#include "orders/adapters/order_event_payloads.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/pg/migrator.hpp"
 #include "platform/runtime/asio.hpp"
@@ -107,7 +108,11 @@ struct application::parts {
         blocking(static_cast<std::size_t>(c.database.pool_size)),
         admin(c.kafka.bootstrap_servers),
         producer(c.kafka.bootstrap_servers, std::chrono::seconds(10)),
-        relay({c.database.url, 500, std::chrono::milliseconds(5)}, producer),
+        relay({c.database.url,
+               500,
+               std::chrono::milliseconds(5),
+               {{orders::order_payload_renderer, orders::render_order_payloads}}},
+              producer),
         orders(pool, c.kafka.order_placed.name),
         customers(pool),
         products(pool),

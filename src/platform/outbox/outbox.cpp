@@ -9,17 +9,20 @@ namespace op::outbox {
 void prepare_statements(pqxx::connection& connection) {
   connection.prepare("outbox_append",
                      "INSERT INTO outbox (event_id, topic, message_key, event_type, correlation_id,"
-                     " payload, traceparent, headers, raw_payload) VALUES (gen_random_uuid(), $1,"
-                     " $2, $3, $4, $5, NULLIF($6, ''), $7::jsonb, decode($8, 'hex'))");
+                     " payload, traceparent, headers, raw_payload, render_with, render_input)"
+                     " VALUES (gen_random_uuid(), $1, $2, $3, $4, CASE WHEN $9::text IS NULL"
+                     " THEN $5 END, NULLIF($6, ''), $7::jsonb, decode($8, 'hex'), $9, $10)");
   // Many in one statement, in the given order (the relay publishes by id).
   connection.prepare(
       "outbox_append_all",
       "INSERT INTO outbox (event_id, topic, message_key, event_type, correlation_id, payload,"
-      " traceparent, headers, raw_payload) SELECT gen_random_uuid(), topic, message_key,"
-      " event_type, correlation_id, payload, NULLIF(traceparent, ''), headers::jsonb,"
-      " decode(raw_payload, 'hex') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-      " $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY AS m(topic, message_key,"
-      " event_type, correlation_id, payload, traceparent, headers, raw_payload, n) ORDER BY n");
+      " traceparent, headers, raw_payload, render_with, render_input) SELECT gen_random_uuid(),"
+      " topic, message_key, event_type, correlation_id, CASE WHEN render_with IS NULL THEN"
+      " payload END, NULLIF(traceparent, ''), headers::jsonb, decode(raw_payload, 'hex'),"
+      " render_with, render_input FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+      " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
+      " WITH ORDINALITY AS m(topic, message_key, event_type, correlation_id, payload,"
+      " traceparent, headers, raw_payload, render_with, render_input, n) ORDER BY n");
 }
 
 std::string headers_json(const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -46,8 +49,13 @@ void append(pqxx::work& tx, const message& m) {
   std::optional<std::string> raw;
   if (m.raw_value)
     raw = pg::to_hex(*m.raw_value);
+  std::optional<std::string> renderer, input;
+  if (m.rendered) {
+    renderer = m.rendered->renderer;
+    input = m.rendered->input;
+  }
   tx.exec_prepared("outbox_append", m.topic, m.key, m.event_type, m.correlation_id, m.payload,
-                   m.traceparent, headers, raw);
+                   m.traceparent, headers, raw, renderer, input);
 }
 
 void append_all(pqxx::work& tx, const std::vector<message>& messages) {
@@ -57,7 +65,7 @@ void append_all(pqxx::work& tx, const std::vector<message>& messages) {
     return append(tx, messages.front());
   std::vector<std::string_view> topics, keys, types, correlations, payloads, traceparents;
   std::vector<std::string> headers, raws;  // owned: built here
-  std::vector<std::optional<std::string_view>> header_refs, raw_refs;
+  std::vector<std::optional<std::string_view>> header_refs, raw_refs, renderers, inputs;
   headers.reserve(messages.size());
   raws.reserve(messages.size());
   for (const auto& m : messages) {
@@ -79,11 +87,18 @@ void append_all(pqxx::work& tx, const std::vector<message>& messages) {
     } else {
       raw_refs.emplace_back();
     }
+    renderers.emplace_back();
+    inputs.emplace_back();
+    if (m.rendered) {
+      renderers.back() = m.rendered->renderer;
+      inputs.back() = m.rendered->input;
+    }
   }
   tx.exec_prepared("outbox_append_all", pg::text_array(topics), pg::text_array(keys),
                    pg::text_array(types), pg::text_array(correlations), pg::text_array(payloads),
                    pg::text_array(traceparents), pg::nullable_text_array(header_refs),
-                   pg::nullable_text_array(raw_refs));
+                   pg::nullable_text_array(raw_refs), pg::nullable_text_array(renderers),
+                   pg::nullable_text_array(inputs));
 }
 
 }  // namespace op::outbox

@@ -12,6 +12,13 @@
 
 namespace op::outbox {
 
+// A payload the relay renders when it publishes instead of one stored whole: `renderer` names
+// a renderer registered with the relay, `input` is what it needs besides the message key.
+struct rendered_payload {
+  std::string renderer;
+  std::string input;
+};
+
 struct message {
   std::string topic;
   std::string key;  // Kafka message key: the order id, so one order stays in one partition
@@ -24,6 +31,8 @@ struct message {
   // When set, published verbatim as the message value instead of the event envelope around
   // `payload`: a dead letter or a replay carries the original message's exact bytes.
   std::optional<std::string> raw_value = std::nullopt;
+  // When set, `payload` is empty and the relay renders it (see outbox_relay's renderers).
+  std::optional<rendered_payload> rendered = std::nullopt;
 };
 
 // `headers` as the JSON object the outbox stores.

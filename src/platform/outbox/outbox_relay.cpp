@@ -13,6 +13,9 @@
 
 namespace op::outbox {
 
+// The advisory lock only one relay holds at a time ("outbox").
+constexpr long long relay_lock_id = 0x6f7574626f78;
+
 // The relay's connection and its prepared statements.
 class pqxx_session {
  public:
@@ -20,16 +23,20 @@ class pqxx_session {
     // A relay commit lost in a database crash only publishes its events again, with the same
     // event ids: it need not wait for the WAL flush.
     pqxx::nontransaction(connection).exec("SET synchronous_commit = off");
-    // Takes the oldest unsent rows, skipping those another replica holds, by deleting them:
-    // one change per row. They come back if the transaction does not commit, i.e. unless
-    // Kafka acknowledged every one of them.
+    // One relay at a time publishes, across replicas: the others try again after their idle
+    // wait. So rows need no lock before their delete (a row lock is a WAL record and a page
+    // write of its own, per event).
+    connection.prepare("outbox_turn", "SELECT pg_try_advisory_xact_lock($1)");
+    // Takes the oldest rows by deleting them: one change per row. They come back if the
+    // transaction does not commit, i.e. unless Kafka acknowledged every one of them.
     connection.prepare("outbox_take",
                        "WITH taken AS (DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-                       " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                       " ORDER BY id LIMIT $1)"
                        " RETURNING id, event_id::text, topic, message_key, event_type,"
                        " correlation_id, payload, to_char(created_at AT TIME ZONE 'UTC',"
                        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS occurred_at, traceparent,"
-                       " headers::text, encode(raw_payload, 'hex') AS raw_hex)"
+                       " headers::text, encode(raw_payload, 'hex') AS raw_hex, render_with,"
+                       " render_input)"
                        " SELECT * FROM taken ORDER BY id");
     connection.prepare("outbox_backlog",
                        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)),"
@@ -119,14 +126,46 @@ void outbox_relay::measure_backlog(pqxx_session& session) {
   lag.set(row[1].as<double>());
 }
 
+std::vector<std::string> outbox_relay::render_payloads(pqxx::work& tx, const pqxx::result& rows) {
+  std::vector<std::string> payloads(rows.size());
+  // Each renderer once per batch, for all of its rows.
+  std::map<std::string, std::vector<std::size_t>, std::less<>> rows_by_renderer;
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    if (!rows[i][11].is_null())
+      rows_by_renderer[rows[i][11].as<std::string>()].push_back(i);
+  for (const auto& [name, indexes] : rows_by_renderer) {
+    auto renderer = settings_.renderers.find(name);
+    if (renderer == settings_.renderers.end())
+      // Rolled back: a replica that has the renderer publishes these rows.
+      throw std::runtime_error("outbox rows need the payload renderer '" + name +
+                               "', which this program does not have");
+    std::vector<render_request> requests;
+    requests.reserve(indexes.size());
+    for (auto i : indexes)
+      requests.push_back({rows[i][3].as<std::string>(), rows[i][12].as<std::string>("")});
+    auto out = renderer->second(tx, requests);
+    if (out.size() != indexes.size())
+      throw std::logic_error("payload renderer '" + name + "' answered " +
+                             std::to_string(out.size()) + " payloads for " +
+                             std::to_string(indexes.size()) + " rows");
+    for (std::size_t k = 0; k < indexes.size(); ++k)
+      payloads[indexes[k]] = std::move(out[k]);
+  }
+  return payloads;
+}
+
 int outbox_relay::relay_batch(pqxx_session& session) {
   pqxx::work tx(session.connection);
+  if (!tx.exec_prepared1("outbox_turn", relay_lock_id)[0].as<bool>())
+    return 0;
   auto rows = tx.exec_prepared("outbox_take", settings_.batch_size);
   if (rows.empty())
     return 0;
+  auto rendered = render_payloads(tx, rows);
   std::vector<kafka::outgoing_message> messages;
   messages.reserve(rows.size());
-  for (const auto& r : rows) {
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
     auto event_id = r[1].as<std::string>();
     auto event_type = r[4].as<std::string>();
     auto correlation_id = r[5].as<std::string>();
@@ -136,7 +175,7 @@ int outbox_relay::relay_batch(pqxx_session& session) {
          r[3].as<std::string>(),
          raw ? pg::from_hex(r[10].c_str())
              : envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
-                        r[6].as<std::string>()),
+                        r[11].is_null() ? r[6].as<std::string>() : rendered[i]),
          {{"event-id", event_id}, {"event-type", event_type}, {"correlation-id", correlation_id}}});
     auto& headers = messages.back().headers;
     if (!r[8].is_null())
