@@ -35,7 +35,6 @@ class json_presenter final : public order_presenter {
   std::string accepted_response(const std::string& order_id) const override {
     return placement_json(order_id, "PLACED");
   }
-  std::string placed_event(const order_view& order) const override { return order_json(order); }
 };
 
 // FNV-1a over the body: tells "same request again" from "same key, other request".

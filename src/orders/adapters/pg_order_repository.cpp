@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "orders/adapters/order_event_payloads.hpp"
 #include "platform/log/trace_context.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/array.hpp"
@@ -82,11 +83,12 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   // their order and line.
   c.prepare("order_insert_all",
             "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
-            " shipping_address, payment_method, total_cents, status, trace_id)"
-            " SELECT order_id, customer_id, NULLIF(email, ''), NULLIF(address, ''), method,"
-            " total_cents, 'PLACED', NULLIF(trace_id, '') FROM unnest($1::text[], $2::text[],"
-            " $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])"
-            " AS o (order_id, customer_id, email, address, method, total_cents, trace_id)),"
+            " shipping_address, payment_method, total_cents, status, trace_id, created_at,"
+            " updated_at) SELECT order_id, customer_id, NULLIF(email, ''), NULLIF(address, ''),"
+            " method, total_cents, 'PLACED', NULLIF(trace_id, ''), created_at, created_at"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::bigint[], $7::text[], $15::timestamptz[]) AS o (order_id, customer_id, email,"
+            " address, method, total_cents, trace_id, created_at)),"
             " items AS (INSERT INTO order_items (order_id, line_no, product_id, product_name,"
             " quantity, price_cents) SELECT order_id, line_no, product_id,"
             " NULLIF(product_name, ''), quantity, price_cents FROM unnest($8::text[], $9::int[],"
@@ -139,13 +141,20 @@ placement_result pg_order_repository::place(const new_order& order,
 }
 
 namespace {
+// Stored by reference, as a step's events are: the relay renders the order as placed.
 outbox::message placed_event(const std::string& topic, const new_order& order) {
+  order_view placed;
+  placed.status = "PLACED";
+  placed.updated_at = order.created_at;
   return {topic,
           order.order_id,
           "OrderPlaced",
           order.order_id,
-          order.placed_event_payload,
-          order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id)};
+          "",
+          order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id),
+          {},
+          std::nullopt,
+          order_payload_reference(placed)};
 }
 }  // namespace
 
@@ -153,7 +162,8 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
     std::vector<std::string_view> keys, hashes, keyed_orders, responses;
-    std::vector<std::string_view> order_ids, customers, emails, addresses, methods, trace_ids;
+    std::vector<std::string_view> order_ids, customers, emails, addresses, methods, trace_ids,
+        created_ats;
     std::vector<std::int64_t> totals;
     std::vector<std::string_view> item_orders, products, names;
     std::vector<std::int64_t> lines, quantities, prices;
@@ -174,6 +184,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
       methods.push_back(d.payment_method);
       totals.push_back(d.total_amount.cents());
       trace_ids.push_back(order.trace_id);
+      created_ats.push_back(order.created_at);
       for (std::size_t line = 0; line < d.items.size(); ++line) {
         const auto& item = d.items[line];
         item_orders.push_back(order.order_id);
@@ -209,7 +220,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                      pg::integer_array(totals), pg::text_array(trace_ids),
                      pg::text_array(item_orders), pg::integer_array(lines),
                      pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
-                     pg::integer_array(prices), step_list_.load());
+                     pg::integer_array(prices), step_list_.load(), pg::text_array(created_ats));
     outbox::append_all(tx, events);
     tx.commit();
     for (auto* job : jobs)

@@ -34,20 +34,7 @@ place_order_result place_order(order_repository& orders, const order_presenter& 
   new_order order;
   order.order_id = new_order_id();
   order.trace_id = std::move(trace_id);
-  order_view placed{order.order_id,
-                    draft.customer_id,
-                    draft.customer_email,
-                    draft.shipping_address,
-                    draft.payment_method,
-                    "PLACED",
-                    {},
-                    {},
-                    draft.total_amount,
-                    draft.items,
-                    utc_now(),
-                    {}};
-  placed.updated_at = placed.created_at;
-  order.placed_event_payload = presenter.placed_event(placed);
+  order.created_at = utc_now();
   order.response_body = presenter.accepted_response(order.order_id);
   order.draft = std::move(draft);
 

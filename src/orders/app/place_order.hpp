@@ -11,12 +11,11 @@
 
 namespace op::orders {
 
-// Renders what the use case hands to the outside: the client's answer and the event.
+// Renders what the use case hands to the outside: the client's answer.
 class order_presenter {
  public:
   virtual ~order_presenter() = default;
   virtual std::string accepted_response(const std::string& order_id) const = 0;
-  virtual std::string placed_event(const order_view& order) const = 0;
 };
 
 struct place_order_result {

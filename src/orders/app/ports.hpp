@@ -55,7 +55,7 @@ struct new_order {
   std::string order_id;
   std::string trace_id;  // W3C trace id the order carries through every stage
   order_draft draft;
-  std::string placed_event_payload;  // the OrderPlaced event's JSON payload
+  std::string created_at;            // RFC 3339, UTC: the order's createdAt, in its row and events
   std::string response_body;         // what the client is answered, kept for replays
 };
 
