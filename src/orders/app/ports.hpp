@@ -55,8 +55,8 @@ struct new_order {
   std::string order_id;
   std::string trace_id;  // W3C trace id the order carries through every stage
   order_draft draft;
-  std::string created_at;            // RFC 3339, UTC: the order's createdAt, in its row and events
-  std::string response_body;         // what the client is answered, kept for replays
+  std::string created_at;     // RFC 3339, UTC: the order's createdAt, in its row and events
+  std::string response_body;  // what the client is answered, kept for replays
 };
 
 struct placement_result {

@@ -1,12 +1,13 @@
 #pragma once
 // Publishes outbox rows to Kafka and deletes them. Runs on its own thread with its own
-// PostgreSQL connection, polling the outbox every few milliseconds while idle. (Not LISTEN/NOTIFY: PostgreSQL serializes the commits of notifying
-// transactions on one lock, which capped the whole pipeline's throughput.)
-// Every replica runs a relay; one at a time publishes (a transaction-scoped advisory lock),
-// so several replicas never contend for the same rows. Rows are deleted in a transaction that
-// commits only once Kafka acknowledged the whole batch, so nothing is lost while the broker is
-// down, and a replica that dies mid-batch hands the turn to the next at once. A crash between acknowledgement and commit, or a batch that
-// Kafka took only in part, publishes rows again with the same event ids.
+// PostgreSQL connection, polling the outbox every few milliseconds while idle. (Not LISTEN/NOTIFY:
+// PostgreSQL serializes the commits of notifying transactions on one lock, which capped the whole
+// pipeline's throughput.) Every replica runs a relay; one at a time publishes (a transaction-scoped
+// advisory lock), so several replicas never contend for the same rows. Rows are deleted in a
+// transaction that commits only once Kafka acknowledged the whole batch, so nothing is lost while
+// the broker is down, and a replica that dies mid-batch hands the turn to the next at once. A crash
+// between acknowledgement and commit, or a batch that Kafka took only in part, publishes rows again
+// with the same event ids.
 
 #include <atomic>
 #include <chrono>

@@ -716,9 +716,15 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
     order.cancel_detail = state.detail;
     if (!updated_at.empty())
       order.updated_at = updated_at;
-    events.push_back({topic, row.order_id, event_type, row.order_id, "",
-                      row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id), {},
-                      std::nullopt, order_payload_reference(order)});
+    events.push_back({topic,
+                      row.order_id,
+                      event_type,
+                      row.order_id,
+                      "",
+                      row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id),
+                      {},
+                      std::nullopt,
+                      order_payload_reference(order)});
   };
   std::map<std::string, std::string, std::less<>> updated_at;
   if (!writes.sagas.empty()) {
