@@ -155,6 +155,19 @@ std::vector<std::string> outbox_relay::render_payloads(pqxx::work& tx, const pqx
 }
 
 int outbox_relay::relay_batch(pqxx_session& session) {
+  auto started = std::chrono::steady_clock::now();
+  // Where a batch's time goes: reading it from PostgreSQL, Kafka's acknowledgement, the commit.
+  auto time_part = [&](const char* part) {
+    auto now = std::chrono::steady_clock::now();
+    metrics::global()
+        .get_histogram("outbox_relay_batch_seconds",
+                       "Time the outbox relay spent on one batch, by part: take (read, delete "
+                       "and render the rows), publish (until Kafka acknowledged them), commit.",
+                       {{"part", part}},
+                       {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1})
+        .observe(std::chrono::duration<double>(now - started).count());
+    started = now;
+  };
   pqxx::work tx(session.connection);
   if (!tx.exec_prepared1("outbox_turn", relay_lock_id)[0].as<bool>())
     return 0;
@@ -162,6 +175,7 @@ int outbox_relay::relay_batch(pqxx_session& session) {
   if (rows.empty())
     return 0;
   auto rendered = render_payloads(tx, rows);
+  time_part("take");
   std::vector<kafka::outgoing_message> messages;
   messages.reserve(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -189,7 +203,9 @@ int outbox_relay::relay_batch(pqxx_session& session) {
     // Rolled back: every row of the batch is published again, the acknowledged ones as
     // duplicates with the same event id, which consumers drop.
     throw std::runtime_error(std::to_string(missing) + " outbox events not acknowledged by Kafka");
+  time_part("publish");
   tx.commit();
+  time_part("commit");
   static auto& published = metrics::global().get_counter(
       "outbox_events_published_total", "Outbox events acknowledged by Kafka and removed.");
   published.inc(static_cast<double>(rows.size()));
