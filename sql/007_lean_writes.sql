@@ -33,3 +33,9 @@ ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key;
 ALTER TABLE outbox ALTER COLUMN payload DROP NOT NULL,
   ADD COLUMN render_with text,
   ADD COLUMN render_input text;
+
+-- A saga step and a placement publish their events themselves right after their commit and
+-- delete the rows Kafka acknowledged (outbox::after_commit_publisher); the relay takes such a
+-- row only after publish_after, i.e. when that did not happen (a crash, Kafka away). NULL:
+-- the relay's at once.
+ALTER TABLE outbox ADD COLUMN publish_after timestamptz;

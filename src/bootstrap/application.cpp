@@ -99,6 +99,10 @@ resilience::circuit_breaker::settings breaker_settings(const config::circuit_bre
 //   migrations and the creation of every configured topic.
 const char* const payment_stage = "pay";
 
+// How long after its commit the relay may publish an event the writer publishes itself
+// (outbox::after_commit_publisher): what Kafka did not acknowledge by then is the relay's.
+constexpr std::chrono::milliseconds relay_after_commit{1000};
+
 }  // namespace
 
 struct application::parts {
@@ -108,11 +112,14 @@ struct application::parts {
         blocking(static_cast<std::size_t>(c.database.pool_size)),
         admin(c.kafka.bootstrap_servers),
         producer(c.kafka.bootstrap_servers, std::chrono::seconds(10)),
+        // Polls every 20 ms: what it publishes at once is what no writer publishes after its
+        // commit (dead letters, replays), and what those did not get acknowledged.
         relay({c.database.url,
                500,
-               std::chrono::milliseconds(5),
+               std::chrono::milliseconds(20),
                {{orders::order_payload_renderer, orders::render_order_payloads}}},
               producer),
+        after_commit(c.database.url, c.kafka.bootstrap_servers, relay_after_commit),
         orders(pool, c.kafka.order_placed.name),
         customers(pool),
         products(pool),
@@ -143,6 +150,8 @@ struct application::parts {
             metrics::global(), [this] { return consumer_lag_by_stage(); },
             [this] { return dashboard::newest_orders(pool, 20); }),
         server(ioc, c.http, routes) {
+    orders.publish_after_commit_with(after_commit);
+    stages.publish_after_commit_with(after_commit);
     pool.add_setup(orders::pg_order_repository::prepare_statements);
     pool.add_setup(inventory::pg_product_repository::prepare_statements);
     pool.add_setup(saga::step_engine::prepare_statements);
@@ -233,6 +242,7 @@ struct application::parts {
   kafka::kafka_admin admin;
   kafka::producer producer;
   outbox::outbox_relay relay;
+  outbox::after_commit_publisher after_commit;
   orders::pg_order_repository orders;
   orders::pg_customer_repository customers;
   inventory::pg_product_repository products;
@@ -432,9 +442,11 @@ int application::run() {
     std::vector<std::string> written_topics;
     for (const auto& t : c.kafka.all_topics())
       written_topics.push_back(t.name);
-    if (auto unknown = p.producer.prepare_topics(written_topics, 5s); !unknown.empty())
-      logger->warn("no metadata yet for {}: their first events may wait for it",
-                   fmt::join(unknown, ", "));
+    for (auto* producer_of : {&p.producer, &p.after_commit.producer()})
+      if (auto unknown = producer_of->prepare_topics(written_topics, 5s); !unknown.empty())
+        logger->warn("no metadata yet for {}: their first events may wait for it",
+                     fmt::join(unknown, ", "));
+    p.after_commit.start();
     p.relay.start();
     for (auto& consumer : p.consumers)
       consumer->start();
@@ -508,6 +520,7 @@ int application::run() {
   p.jobs.stop();
   p.retention.stop();
   p.refunds.stop();
+  p.after_commit.stop(remaining());
   p.relay.stop();
   keep_running.reset();
   p.ioc.stop();

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "orders/adapters/order_event_payloads.hpp"
+#include "orders/adapters/order_json.hpp"
 #include "platform/log/trace_context.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/array.hpp"
@@ -141,16 +142,18 @@ placement_result pg_order_repository::place(const new_order& order,
 }
 
 namespace {
-// Stored by reference, as a step's events are: the relay renders the order as placed.
+// Stored by reference, as a step's events are: the relay renders the order as placed. The
+// payload is for publishing right after the commit.
 outbox::message placed_event(const std::string& topic, const new_order& order) {
-  order_view placed;
-  placed.status = "PLACED";
-  placed.updated_at = order.created_at;
+  const auto& d = order.draft;
+  order_view placed{order.order_id,    d.customer_id,    d.customer_email, d.shipping_address,
+                    d.payment_method,  "PLACED",         {},               {},
+                    d.total_amount,    d.items,          order.created_at, order.created_at};
   return {topic,
           order.order_id,
           "OrderPlaced",
           order.order_id,
-          "",
+          order_json(placed),
           order.trace_id.empty() ? "" : log::make_traceparent(order.trace_id),
           {},
           std::nullopt,
@@ -221,8 +224,11 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                      pg::text_array(item_orders), pg::integer_array(lines),
                      pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
                      pg::integer_array(prices), step_list_.load(), pg::text_array(created_ats));
-    outbox::append_all(tx, events);
+    auto stored = outbox::append_all(
+        tx, events, publisher_ ? std::optional(publisher_->relay_after()) : std::nullopt);
     tx.commit();
+    if (publisher_)
+      publisher_->publish(events, stored);
     for (auto* job : jobs)
       job->result = {placement_result::kind::created, job->order->order_id,
                      job->order->response_body};

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "orders/app/ports.hpp"
+#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
 
@@ -16,6 +17,10 @@ namespace op::orders {
 class pg_order_repository final : public order_repository {
  public:
   pg_order_repository(pg::connection_pool& pool, std::string order_placed_topic);
+  // Publishes each placement's events right after its commit (else the relay does).
+  void publish_after_commit_with(outbox::after_commit_publisher& publisher) {
+    publisher_ = &publisher;
+  }
 
   // Registers this repository's prepared statements; run on every new connection.
   static void prepare_statements(pqxx::connection& connection);
@@ -42,6 +47,7 @@ class pg_order_repository final : public order_repository {
 
   pg::connection_pool& pool_;
   const std::string order_placed_topic_;
+  outbox::after_commit_publisher* publisher_ = nullptr;
   std::atomic<int> step_list_{1};
   runtime::blocking_batcher<placement_job> placements_;
 };

@@ -3,16 +3,48 @@
 #include <fmt/format.h>
 #include <librdkafka/rdkafkacpp.h>
 
+#include <functional>
+#include <mutex>
+
 #include "platform/kafka/kafka_admin.hpp"
 #include "platform/log/logging.hpp"
 
 namespace op::kafka {
 
 namespace {
+// The delivery reports of one batch; `done` (if any) runs once every message has one.
+struct delivery_batch {
+  explicit delivery_batch(std::size_t size, std::function<void(std::vector<bool>)> on_done = {})
+      : state(size, 0), pending(size), done(std::move(on_done)) {}
+  // Records message i's outcome; the last one runs `done`.
+  void report(std::size_t i, bool delivered) {
+    std::function<void(std::vector<bool>)> finish;
+    std::vector<bool> outcome;
+    {
+      std::lock_guard lock(mutex);
+      state[i] = delivered ? 1 : 2;
+      if (--pending > 0 || !done)
+        return;
+      finish = std::move(done);
+      outcome.reserve(state.size());
+      for (int s : state)
+        outcome.push_back(s == 1);
+    }
+    finish(std::move(outcome));
+  }
+  bool complete() {
+    std::lock_guard lock(mutex);
+    return pending == 0;
+  }
+  std::mutex mutex;
+  std::vector<int> state;  // 0 pending, 1 delivered, 2 failed
+  std::size_t pending;
+  std::function<void(std::vector<bool>)> done;
+};
 // Each message carries its own slot, owned by the delivery report that frees it, so a report
 // arriving after send_batch gave up writes into live memory.
 struct delivery_slot {
-  std::shared_ptr<std::vector<int>> batch;  // 0 pending, 1 delivered, 2 failed
+  std::shared_ptr<delivery_batch> batch;
   std::size_t index;
 };
 }  // namespace
@@ -23,7 +55,7 @@ class producer::delivery_reporter final : public RdKafka::DeliveryReportCb,
   void dr_cb(RdKafka::Message& message) override {
     std::unique_ptr<delivery_slot> slot(static_cast<delivery_slot*>(message.msg_opaque()));
     if (slot)
-      (*slot->batch)[slot->index] = message.err() == RdKafka::ERR_NO_ERROR ? 1 : 2;
+      slot->batch->report(slot->index, message.err() == RdKafka::ERR_NO_ERROR);
     if (message.err() != RdKafka::ERR_NO_ERROR)
       log::get("kafka")->warn("delivery to {} failed: {}", message.topic_name(), message.errstr());
   }
@@ -93,9 +125,11 @@ std::vector<std::string> producer::prepare_topics(const std::vector<std::string>
   return unknown;
 }
 
-std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& messages) {
-  auto batch = std::make_shared<std::vector<int>>(messages.size(), 0);
-  auto& state = *batch;
+namespace {
+// Hands every message to librdkafka with its slot in `batch`; a message it refuses is reported
+// failed at once.
+void enqueue(RdKafka::Producer& producer, const std::vector<outgoing_message>& messages,
+             const std::shared_ptr<delivery_batch>& batch) {
   for (std::size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
     for (;;) {
@@ -104,35 +138,47 @@ std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& mess
         headers->add(h.name, h.value);
       auto* slot = new delivery_slot{batch, i};
       auto code =
-          producer_->produce(m.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                             const_cast<char*>(m.payload.data()), m.payload.size(), m.key.data(),
-                             m.key.size(), 0, headers, slot);
+          producer.produce(m.topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                           const_cast<char*>(m.payload.data()), m.payload.size(), m.key.data(),
+                           m.key.size(), 0, headers, slot);
       if (code == RdKafka::ERR_NO_ERROR)
         break;  // librdkafka owns headers and slot now
       delete headers;
       delete slot;
       if (code == RdKafka::ERR__QUEUE_FULL) {
-        producer_->poll(50);
+        producer.poll(50);
         continue;
       }
-      state[i] = 2;
       log::get("kafka")->warn("cannot enqueue message for {}: {}", m.topic, RdKafka::err2str(code));
+      batch->report(i, false);
       break;
     }
   }
+}
+}  // namespace
+
+std::vector<bool> producer::send_batch(const std::vector<outgoing_message>& messages) {
+  auto batch = std::make_shared<delivery_batch>(messages.size());
+  enqueue(*producer_, messages, batch);
   auto deadline = std::chrono::steady_clock::now() + delivery_timeout_ + std::chrono::seconds(5);
-  auto pending = [&] {
-    for (int s : state)
-      if (s == 0)
-        return true;
-    return false;
-  };
-  while (pending() && std::chrono::steady_clock::now() < deadline)
+  while (!batch->complete() && std::chrono::steady_clock::now() < deadline)
     producer_->poll(10);
+  std::lock_guard lock(batch->mutex);
   std::vector<bool> delivered(messages.size());
   for (std::size_t i = 0; i < messages.size(); ++i)
-    delivered[i] = state[i] == 1;
+    delivered[i] = batch->state[i] == 1;
   return delivered;
+}
+
+void producer::send_async(const std::vector<outgoing_message>& messages,
+                          std::function<void(std::vector<bool>)> done) {
+  if (messages.empty())
+    return done({});
+  enqueue(*producer_, messages, std::make_shared<delivery_batch>(messages.size(), std::move(done)));
+}
+
+void producer::poll(std::chrono::milliseconds timeout) {
+  producer_->poll(static_cast<int>(timeout.count()));
 }
 
 bool producer::flush(std::chrono::milliseconds timeout) {

@@ -4,6 +4,7 @@
 // cluster has acknowledged. Used from one thread at a time.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,12 @@ class producer {
   // Sends every message and waits for the delivery reports; element i tells whether
   // messages[i] was acknowledged by the cluster.
   std::vector<bool> send_batch(const std::vector<outgoing_message>& messages);
+  // Sends every message without waiting. Once each has its delivery report, `done` runs on
+  // the thread that calls poll(), element i telling whether messages[i] was acknowledged.
+  void send_async(const std::vector<outgoing_message>& messages,
+                  std::function<void(std::vector<bool>)> done);
+  // Serves delivery reports for at most `timeout`.
+  void poll(std::chrono::milliseconds timeout);
 
   // Learns the partitions of the topics it will write before their first message, and
   // returns the topics it could not look up within `timeout`. Without it librdkafka looks a

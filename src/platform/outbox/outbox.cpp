@@ -1,5 +1,7 @@
 #include "platform/outbox/outbox.hpp"
 
+#include <algorithm>
+
 #include "platform/json/json_escape.hpp"
 #include "platform/pg/array.hpp"
 #include "platform/pg/hex.hpp"
@@ -13,16 +15,20 @@ void prepare_statements(pqxx::connection& connection) {
                      " VALUES (gen_random_uuid(), $1, $2, $3, $4, CASE WHEN $9::text IS NULL"
                      " THEN $5 END, NULLIF($6, ''), $7::jsonb, decode($8, 'hex'), $9, $10)");
   // Many in one statement, in the given order (the relay publishes by id).
+  // Ids are drawn in the order the rows are inserted, so they tell the messages' order.
   connection.prepare(
       "outbox_append_all",
       "INSERT INTO outbox (event_id, topic, message_key, event_type, correlation_id, payload,"
-      " traceparent, headers, raw_payload, render_with, render_input) SELECT gen_random_uuid(),"
-      " topic, message_key, event_type, correlation_id, CASE WHEN render_with IS NULL THEN"
-      " payload END, NULLIF(traceparent, ''), headers::jsonb, decode(raw_payload, 'hex'),"
-      " render_with, render_input FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-      " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])"
-      " WITH ORDINALITY AS m(topic, message_key, event_type, correlation_id, payload,"
-      " traceparent, headers, raw_payload, render_with, render_input, n) ORDER BY n");
+      " traceparent, headers, raw_payload, render_with, render_input, publish_after)"
+      " SELECT gen_random_uuid(), topic, message_key, event_type, correlation_id,"
+      " CASE WHEN render_with IS NULL THEN payload END, NULLIF(traceparent, ''),"
+      " headers::jsonb, decode(raw_payload, 'hex'), render_with, render_input,"
+      " now() + make_interval(secs => $11::float8) FROM unnest($1::text[], $2::text[],"
+      " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],"
+      " $10::text[]) WITH ORDINALITY AS m(topic, message_key, event_type, correlation_id,"
+      " payload, traceparent, headers, raw_payload, render_with, render_input, n) ORDER BY n"
+      " RETURNING id, event_id::text, to_char(created_at AT TIME ZONE 'UTC',"
+      " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')");
 }
 
 std::string headers_json(const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -58,11 +64,10 @@ void append(pqxx::work& tx, const message& m) {
                    m.traceparent, headers, raw, renderer, input);
 }
 
-void append_all(pqxx::work& tx, const std::vector<message>& messages) {
+std::vector<stored_message> append_all(pqxx::work& tx, const std::vector<message>& messages,
+                                       std::optional<std::chrono::milliseconds> relay_after) {
   if (messages.empty())
-    return;
-  if (messages.size() == 1)
-    return append(tx, messages.front());
+    return {};
   std::vector<std::string_view> topics, keys, types, correlations, payloads, traceparents;
   std::vector<std::string> headers, raws;  // owned: built here
   std::vector<std::optional<std::string_view>> header_refs, raw_refs, renderers, inputs;
@@ -94,11 +99,50 @@ void append_all(pqxx::work& tx, const std::vector<message>& messages) {
       inputs.back() = m.rendered->input;
     }
   }
-  tx.exec_prepared("outbox_append_all", pg::text_array(topics), pg::text_array(keys),
-                   pg::text_array(types), pg::text_array(correlations), pg::text_array(payloads),
-                   pg::text_array(traceparents), pg::nullable_text_array(header_refs),
-                   pg::nullable_text_array(raw_refs), pg::nullable_text_array(renderers),
-                   pg::nullable_text_array(inputs));
+  std::optional<double> delay_seconds;
+  if (relay_after)
+    delay_seconds = std::chrono::duration<double>(*relay_after).count();
+  std::vector<stored_message> stored;
+  stored.reserve(messages.size());
+  for (const auto& r : tx.exec_prepared(
+           "outbox_append_all", pg::text_array(topics), pg::text_array(keys),
+           pg::text_array(types), pg::text_array(correlations), pg::text_array(payloads),
+           pg::text_array(traceparents), pg::nullable_text_array(header_refs),
+           pg::nullable_text_array(raw_refs), pg::nullable_text_array(renderers),
+           pg::nullable_text_array(inputs), delay_seconds))
+    stored.push_back({r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>()});
+  std::sort(stored.begin(), stored.end(),
+            [](const stored_message& a, const stored_message& b) { return a.id < b.id; });
+  return stored;
+}
+
+std::string envelope(const std::string& event_id, const std::string& event_type,
+                     const std::string& order_id, const std::string& occurred_at,
+                     const std::string& payload) {
+  std::string out;
+  out.reserve(payload.size() + 200);
+  out += R"({"eventId":)" + json::quoted(event_id);
+  out += R"(,"eventType":)" + json::quoted(event_type);
+  out += R"(,"orderId":)" + json::quoted(order_id);
+  out += R"(,"occurredAt":)" + json::quoted(occurred_at);
+  out += R"(,"payload":)" + payload + "}";
+  return out;
+}
+
+kafka::outgoing_message kafka_message(const message& m, const std::string& event_id,
+                                      const std::string& occurred_at) {
+  kafka::outgoing_message out{
+      m.topic,
+      m.key,
+      m.raw_value ? *m.raw_value : envelope(event_id, m.event_type, m.key, occurred_at, m.payload),
+      {{"event-id", event_id}, {"event-type", m.event_type}, {"correlation-id", m.correlation_id}}};
+  if (!m.traceparent.empty())
+    out.headers.push_back({"traceparent", m.traceparent});
+  for (const auto& [name, value] : m.headers) {
+    std::erase_if(out.headers, [&](const kafka::header& h) { return h.name == name; });
+    out.headers.push_back({name, value});
+  }
+  return out;
 }
 
 }  // namespace op::outbox

@@ -4,11 +4,15 @@
 // id is assigned here, once, so a republished event carries the same id and consumers can
 // drop the duplicate.
 
+#include <chrono>
+#include <cstdint>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "platform/kafka/producer.hpp"
 
 namespace op::outbox {
 
@@ -41,9 +45,26 @@ std::string headers_json(const std::vector<std::pair<std::string, std::string>>&
 // Registers the prepared statements append() uses; run on every new connection.
 void prepare_statements(pqxx::connection& connection);
 
+// A message as its row holds it: what the envelope needs besides the message.
+struct stored_message {
+  std::int64_t id = 0;
+  std::string event_id;
+  std::string occurred_at;  // the envelope's occurredAt
+};
+
 // Adds the message to the outbox within `tx`; the relay finds it once `tx` commits.
 void append(pqxx::work& tx, const message& m);
-// Adds all of them, in this order, in one statement.
-void append_all(pqxx::work& tx, const std::vector<message>& messages);
+// Adds all of them, in this order, in one statement. With `relay_after`, the caller publishes
+// them itself once `tx` committed (after_commit_publisher), and the relay takes a row only
+// that long after the commit. The rows in the messages' order.
+std::vector<stored_message> append_all(
+    pqxx::work& tx, const std::vector<message>& messages,
+    std::optional<std::chrono::milliseconds> relay_after = std::nullopt);
+
+// The Kafka message of an outbox row: the documented envelope around `payload` (or the raw
+// value), key, and the event-id, event-type, correlation-id and traceparent headers, which
+// the message's own headers replace (a replay keeps its original event-id).
+kafka::outgoing_message kafka_message(const message& m, const std::string& event_id,
+                                      const std::string& occurred_at);
 
 }  // namespace op::outbox

@@ -28,10 +28,13 @@ class pqxx_session {
     // write of its own, per event).
     connection.prepare("outbox_turn", "SELECT pg_try_advisory_xact_lock($1)");
     // Takes the oldest rows by deleting them: one change per row. They come back if the
-    // transaction does not commit, i.e. unless Kafka acknowledged every one of them.
+    // transaction does not commit, i.e. unless Kafka acknowledged every one of them. A row
+    // its writer publishes itself after the commit waits for its publish_after: the writer
+    // deletes it first unless it crashed or Kafka was away.
     connection.prepare("outbox_take",
-                       "WITH taken AS (DELETE FROM outbox WHERE id IN (SELECT id FROM outbox"
-                       " ORDER BY id LIMIT $1)"
+                       "WITH taken AS (DELETE FROM outbox WHERE id IN (SELECT id FROM (SELECT"
+                       " id, publish_after FROM outbox ORDER BY id LIMIT $1) oldest"
+                       " WHERE publish_after IS NULL OR publish_after <= now())"
                        " RETURNING id, event_id::text, topic, message_key, event_type,"
                        " correlation_id, payload, to_char(created_at AT TIME ZONE 'UTC',"
                        " 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS occurred_at, traceparent,"
@@ -45,33 +48,17 @@ class pqxx_session {
   pqxx::connection connection;
 };
 
-std::string envelope(const std::string& event_id, const std::string& event_type,
-                     const std::string& order_id, const std::string& occurred_at,
-                     const std::string& payload) {
-  std::string out;
-  out.reserve(payload.size() + 200);
-  out += R"({"eventId":)" + json::quoted(event_id);
-  out += R"(,"eventType":)" + json::quoted(event_type);
-  out += R"(,"orderId":)" + json::quoted(order_id);
-  out += R"(,"occurredAt":)" + json::quoted(occurred_at);
-  out += R"(,"payload":)" + payload + "}";
-  return out;
-}
-
-// The outbox's headers column: a JSON object of strings. A verbatim message (a replay) keeps
-// its original event-id, so its own headers replace the ones set above.
-static void append_json_headers(const char* json, std::vector<kafka::header>& headers) {
+// The outbox's headers column: a JSON object of strings.
+static std::vector<std::pair<std::string, std::string>> json_headers(const char* json) {
+  std::vector<std::pair<std::string, std::string>> out;
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(json);
   if (doc.HasParseError() || !doc.IsObject())
-    return;
-  for (const auto& m : doc.GetObject()) {
-    if (!m.value.IsString())
-      continue;
-    std::string name = m.name.GetString();
-    std::erase_if(headers, [&](const kafka::header& h) { return h.name == name; });
-    headers.push_back({name, m.value.GetString()});
-  }
+    return out;
+  for (const auto& m : doc.GetObject())
+    if (m.value.IsString())
+      out.emplace_back(m.name.GetString(), m.value.GetString());
+  return out;
 }
 
 outbox_relay::outbox_relay(relay_settings settings, kafka::producer& producer)
@@ -180,22 +167,17 @@ int outbox_relay::relay_batch(pqxx_session& session) {
   messages.reserve(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
-    auto event_id = r[1].as<std::string>();
-    auto event_type = r[4].as<std::string>();
-    auto correlation_id = r[5].as<std::string>();
-    const bool raw = !r[10].is_null();
-    messages.push_back(
-        {r[2].as<std::string>(),
-         r[3].as<std::string>(),
-         raw ? pg::from_hex(r[10].c_str())
-             : envelope(event_id, event_type, r[3].as<std::string>(), r[7].as<std::string>(),
-                        r[11].is_null() ? r[6].as<std::string>() : rendered[i]),
-         {{"event-id", event_id}, {"event-type", event_type}, {"correlation-id", correlation_id}}});
-    auto& headers = messages.back().headers;
-    if (!r[8].is_null())
-      headers.push_back({"traceparent", r[8].as<std::string>()});
+    message m{r[2].as<std::string>(),
+              r[3].as<std::string>(),
+              r[4].as<std::string>(),
+              r[5].as<std::string>(),
+              r[11].is_null() ? r[6].as<std::string>("") : std::move(rendered[i]),
+              r[8].as<std::string>("")};
     if (!r[9].is_null())
-      append_json_headers(r[9].c_str(), headers);
+      m.headers = json_headers(r[9].c_str());
+    if (!r[10].is_null())
+      m.raw_value = pg::from_hex(r[10].c_str());
+    messages.push_back(kafka_message(m, r[1].as<std::string>(), r[7].as<std::string>()));
   }
   auto delivered = producer_.send_batch(messages);
   auto missing = static_cast<std::size_t>(std::count(delivered.begin(), delivered.end(), false));

@@ -63,9 +63,5 @@ class outbox_relay {
   std::thread thread_;
 };
 
-// The Kafka message value of an outbox row: the documented event envelope.
-std::string envelope(const std::string& event_id, const std::string& event_type,
-                     const std::string& order_id, const std::string& occurred_at,
-                     const std::string& payload);
 
 }  // namespace op::outbox

@@ -716,11 +716,12 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
     order.cancel_detail = state.detail;
     if (!updated_at.empty())
       order.updated_at = updated_at;
+    // The row holds a reference; the payload is for publishing right after the commit.
     events.push_back({topic,
                       row.order_id,
                       event_type,
                       row.order_id,
-                      "",
+                      order_json(order),
                       row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id),
                       {},
                       std::nullopt,
@@ -764,9 +765,12 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
   }
   for (const auto& [row, step] : writes.passed_on)
     publish(*row, row->state, "", step->spec.topic, step->spec.event_type);
-  outbox::append_all(tx, events);
+  auto stored = outbox::append_all(
+      tx, events, publisher_ ? std::optional(publisher_->relay_after()) : std::nullopt);
   scope.before_commit();
   tx.commit();
+  if (publisher_)
+    publisher_->publish(events, stored);
   for (const auto& [state, age_seconds] : writes.finals)
     record_final(state, age_seconds);
 }

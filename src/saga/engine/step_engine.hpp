@@ -49,6 +49,7 @@
 #include "orders/app/ports.hpp"
 #include "orders/domain/retry_policy.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
+#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
 #include "saga/domain/saga_definition.hpp"
@@ -95,6 +96,10 @@ class step_engine final : public orders::order_cancellation {
  public:
   step_engine(pg::connection_pool& pool, asio::thread_pool& blocking,
               const orders::dead_letter_queue& dead_letters, engine_settings settings);
+  // Publishes each transaction's events right after its commit (else the relay does).
+  void publish_after_commit_with(outbox::after_commit_publisher& publisher) {
+    publisher_ = &publisher;
+  }
 
   static void prepare_statements(pqxx::connection& connection);
 
@@ -236,6 +241,7 @@ class step_engine final : public orders::order_cancellation {
   asio::thread_pool& blocking_;
   const orders::dead_letter_queue& dead_letters_;
   const engine_settings settings_;
+  outbox::after_commit_publisher* publisher_ = nullptr;
   std::vector<std::unique_ptr<declared_step>> steps_;  // in saga order
   std::optional<saga_definition> definition_;
   refund_query refund_requested_;

@@ -1,0 +1,129 @@
+#include "platform/outbox/after_commit_publisher.hpp"
+
+#include <memory>
+#include <pqxx/pqxx>
+
+#include "platform/log/logging.hpp"
+#include "platform/metrics/registry.hpp"
+#include "platform/pg/array.hpp"
+
+namespace op::outbox {
+
+// The publisher's own connection, made on first use and again after a failure.
+class pqxx_connection_holder {
+ public:
+  explicit pqxx_connection_holder(const std::string& conninfo) : conninfo_(conninfo) {}
+  pqxx::connection& get() {
+    if (!connection_) {
+      connection_ = std::make_unique<pqxx::connection>(conninfo_);
+      // A delete lost in a database crash only lets the relay publish those rows again.
+      pqxx::nontransaction(*connection_).exec("SET synchronous_commit = off");
+      connection_->prepare("outbox_delete_published",
+                           "DELETE FROM outbox WHERE id = ANY($1::bigint[])");
+    }
+    return *connection_;
+  }
+  void reset() { connection_.reset(); }
+
+ private:
+  std::string conninfo_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
+
+after_commit_publisher::after_commit_publisher(std::string conninfo,
+                                               const std::string& bootstrap_servers,
+                                               std::chrono::milliseconds relay_after)
+    : conninfo_(std::move(conninfo)),
+      relay_after_(relay_after),
+      producer_(bootstrap_servers, relay_after, std::chrono::milliseconds(1)) {}
+
+after_commit_publisher::~after_commit_publisher() {
+  stop(std::chrono::milliseconds(0));
+}
+
+void after_commit_publisher::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void after_commit_publisher::stop(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stopping_ = true;
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void after_commit_publisher::publish(const std::vector<message>& messages,
+                                     const std::vector<stored_message>& rows) {
+  if (rows.empty())
+    return;
+  std::vector<kafka::outgoing_message> out;
+  out.reserve(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    out.push_back(kafka_message(messages[i], rows[i].event_id, rows[i].occurred_at));
+  std::vector<std::int64_t> ids;
+  ids.reserve(rows.size());
+  for (const auto& row : rows)
+    ids.push_back(row.id);
+  in_flight_ += static_cast<std::int64_t>(rows.size());
+  producer_.send_async(out, [this, ids = std::move(ids)](std::vector<bool> delivered) {
+    std::size_t acknowledged = 0;
+    {
+      std::lock_guard lock(mutex_);
+      for (std::size_t i = 0; i < ids.size(); ++i)
+        if (delivered[i]) {
+          acknowledged_.push_back(ids[i]);
+          ++acknowledged;
+        }
+    }
+    in_flight_ -= static_cast<std::int64_t>(ids.size());
+    static auto& sent = metrics::global().get_counter(
+        "outbox_events_published_after_commit_total",
+        "Outbox events acknowledged by Kafka right after their commit, so the relay had none "
+        "of their work; the others wait for the relay.",
+        {{"outcome", "acknowledged"}});
+    static auto& left = metrics::global().get_counter(
+        "outbox_events_published_after_commit_total",
+        "Outbox events acknowledged by Kafka right after their commit, so the relay had none "
+        "of their work; the others wait for the relay.",
+        {{"outcome", "left_to_relay"}});
+    sent.inc(static_cast<double>(acknowledged));
+    left.inc(static_cast<double>(ids.size() - acknowledged));
+  });
+}
+
+bool after_commit_publisher::delete_acknowledged(pqxx_connection_holder& db) {
+  std::vector<std::int64_t> ids;
+  {
+    std::lock_guard lock(mutex_);
+    ids.swap(acknowledged_);
+  }
+  if (ids.empty())
+    return true;
+  try {
+    pqxx::work tx(db.get());
+    tx.exec_prepared("outbox_delete_published", pg::integer_array(ids));
+    tx.commit();
+    return true;
+  } catch (const std::exception& e) {
+    // The relay publishes these rows again after their publish_after: duplicates only.
+    log::get("outbox")->warn("cannot delete {} published outbox rows: {}", ids.size(), e.what());
+    db.reset();
+    return false;
+  }
+}
+
+void after_commit_publisher::run() {
+  pqxx_connection_holder db(conninfo_);
+  while (!stopping_) {
+    // Delivery reports arrive here; deletes go out in one statement per round.
+    producer_.poll(std::chrono::milliseconds(5));
+    if (!delete_acknowledged(db))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  producer_.poll(std::chrono::milliseconds(0));
+  delete_acknowledged(db);
+}
+
+}  // namespace op::outbox
