@@ -146,9 +146,18 @@ namespace {
 // payload is for publishing right after the commit.
 outbox::message placed_event(const std::string& topic, const new_order& order) {
   const auto& d = order.draft;
-  order_view placed{order.order_id,    d.customer_id,    d.customer_email, d.shipping_address,
-                    d.payment_method,  "PLACED",         {},               {},
-                    d.total_amount,    d.items,          order.created_at, order.created_at};
+  order_view placed{order.order_id,
+                    d.customer_id,
+                    d.customer_email,
+                    d.shipping_address,
+                    d.payment_method,
+                    "PLACED",
+                    {},
+                    {},
+                    d.total_amount,
+                    d.items,
+                    order.created_at,
+                    order.created_at};
   return {topic,
           order.order_id,
           "OrderPlaced",

@@ -105,6 +105,10 @@ bool after_commit_publisher::delete_acknowledged(pqxx_connection_holder& db) {
     pqxx::work tx(db.get());
     tx.exec_prepared("outbox_delete_published", pg::integer_array(ids));
     tx.commit();
+    // The same count as the relay's: every event published and removed, whoever did it.
+    static auto& published = metrics::global().get_counter(
+        "outbox_events_published_total", "Outbox events acknowledged by Kafka and removed.");
+    published.inc(static_cast<double>(ids.size()));
     return true;
   } catch (const std::exception& e) {
     // The relay publishes these rows again after their publish_after: duplicates only.

@@ -105,11 +105,10 @@ std::vector<stored_message> append_all(pqxx::work& tx, const std::vector<message
   std::vector<stored_message> stored;
   stored.reserve(messages.size());
   for (const auto& r : tx.exec_prepared(
-           "outbox_append_all", pg::text_array(topics), pg::text_array(keys),
-           pg::text_array(types), pg::text_array(correlations), pg::text_array(payloads),
-           pg::text_array(traceparents), pg::nullable_text_array(header_refs),
-           pg::nullable_text_array(raw_refs), pg::nullable_text_array(renderers),
-           pg::nullable_text_array(inputs), delay_seconds))
+           "outbox_append_all", pg::text_array(topics), pg::text_array(keys), pg::text_array(types),
+           pg::text_array(correlations), pg::text_array(payloads), pg::text_array(traceparents),
+           pg::nullable_text_array(header_refs), pg::nullable_text_array(raw_refs),
+           pg::nullable_text_array(renderers), pg::nullable_text_array(inputs), delay_seconds))
     stored.push_back({r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>()});
   std::sort(stored.begin(), stored.end(),
             [](const stored_message& a, const stored_message& b) { return a.id < b.id; });

@@ -63,5 +63,4 @@ class outbox_relay {
   std::thread thread_;
 };
 
-
 }  // namespace op::outbox
