@@ -137,9 +137,10 @@ kafka::outgoing_message kafka_message(const message& m, const std::string& event
       {{"event-id", event_id}, {"event-type", m.event_type}, {"correlation-id", m.correlation_id}}};
   if (!m.traceparent.empty())
     out.headers.push_back({"traceparent", m.traceparent});
-  for (const auto& [name, value] : m.headers) {
+  for (const auto& header : m.headers) {
+    const auto& name = header.first;
     std::erase_if(out.headers, [&](const kafka::header& h) { return h.name == name; });
-    out.headers.push_back({name, value});
+    out.headers.push_back({name, header.second});
   }
   return out;
 }
