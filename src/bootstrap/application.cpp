@@ -37,6 +37,7 @@
 #include "platform/kafka/producer.hpp"
 #include "platform/log/logging.hpp"
 #include "platform/metrics/process_metrics.hpp"
+#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/outbox/outbox_relay.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/pg/migrator.hpp"

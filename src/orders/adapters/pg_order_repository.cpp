@@ -5,6 +5,7 @@
 #include "orders/adapters/order_event_payloads.hpp"
 #include "orders/adapters/order_json.hpp"
 #include "platform/log/trace_context.hpp"
+#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/array.hpp"
 

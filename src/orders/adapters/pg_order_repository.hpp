@@ -8,9 +8,12 @@
 #include <atomic>
 
 #include "orders/app/ports.hpp"
-#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
+
+namespace op::outbox {
+class after_commit_publisher;
+}
 
 namespace op::orders {
 

@@ -78,16 +78,15 @@ void after_commit_publisher::publish(const std::vector<message>& messages,
         }
     }
     in_flight_ -= static_cast<std::int64_t>(ids.size());
-    static auto& sent = metrics::global().get_counter(
-        "outbox_events_published_after_commit_total",
-        "Outbox events acknowledged by Kafka right after their commit, so the relay had none "
-        "of their work; the others wait for the relay.",
-        {{"outcome", "acknowledged"}});
-    static auto& left = metrics::global().get_counter(
-        "outbox_events_published_after_commit_total",
-        "Outbox events acknowledged by Kafka right after their commit, so the relay had none "
-        "of their work; the others wait for the relay.",
-        {{"outcome", "left_to_relay"}});
+    auto counter = [](const char* outcome) -> metrics::counter& {
+      return metrics::global().get_counter(
+          "outbox_events_published_after_commit_total",
+          "Outbox events their writer published right after the commit: acknowledged by "
+          "Kafka, or left to the relay.",
+          {{"outcome", outcome}});
+    };
+    static auto& sent = counter("acknowledged");
+    static auto& left = counter("left_to_relay");
     sent.inc(static_cast<double>(acknowledged));
     left.inc(static_cast<double>(ids.size() - acknowledged));
   });

@@ -115,6 +115,8 @@ std::vector<stored_message> append_all(pqxx::work& tx, const std::vector<message
   return stored;
 }
 
+namespace {
+// The documented event envelope around an order event's payload.
 std::string envelope(const std::string& event_id, const std::string& event_type,
                      const std::string& order_id, const std::string& occurred_at,
                      const std::string& payload) {
@@ -127,6 +129,7 @@ std::string envelope(const std::string& event_id, const std::string& event_type,
   out += R"(,"payload":)" + payload + "}";
   return out;
 }
+}  // namespace
 
 kafka::outgoing_message kafka_message(const message& m, const std::string& event_id,
                                       const std::string& occurred_at) {

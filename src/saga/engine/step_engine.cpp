@@ -15,6 +15,7 @@
 #include "platform/log/logging.hpp"
 #include "platform/log/trace_context.hpp"
 #include "platform/metrics/registry.hpp"
+#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/outbox/outbox.hpp"
 #include "platform/pg/array.hpp"
 #include "platform/pg/hex.hpp"

@@ -49,12 +49,15 @@
 #include "orders/app/ports.hpp"
 #include "orders/domain/retry_policy.hpp"
 #include "platform/kafka/partitioned_consumer.hpp"
-#include "platform/outbox/after_commit_publisher.hpp"
 #include "platform/pg/connection_pool.hpp"
 #include "platform/runtime/batcher.hpp"
 #include "saga/domain/saga_definition.hpp"
 #include "saga/engine/saga_row.hpp"
 #include "saga/engine/transaction_scope.hpp"
+
+namespace op::outbox {
+class after_commit_publisher;
+}
 
 namespace op::saga {
 
