@@ -1,7 +1,8 @@
 // load-generator: places orders on a running order-pipeline over HTTP/1.1 keep-alive
 // connections, open-loop at a fixed rate (latency from each request's intended send time) or
 // closed-loop with N concurrent clients, then measures end-to-end latency from the orders'
-// histories and the completed-orders throughput from /api/admin/metrics. See bench/README.md.
+// histories and the completed-orders throughput from the server's Prometheus counters (or its
+// /api/admin/metrics status counts). See bench/README.md.
 
 #include <fmt/format.h>
 #include <rapidjson/document.h>
@@ -61,6 +62,7 @@ struct options {
   long server_pid = 0;
   long seed = 42;
   std::string admin_token = "bench-token";
+  bool counts_from_admin = false;  // --counts-from admin
   std::string json_path;
   std::string label;
 };
@@ -79,6 +81,9 @@ void print_usage(std::ostream& out) {
          "  --invalid-share F      share of orders with a wrong total (default 0.05)\n"
          "  --decline-share F      share paid with pm_card_chargeDeclined (default 0.05)\n"
          "  --drain-timeout S      max seconds to wait after the load for orders to finish (60)\n"
+         "  --counts-from SOURCE   completed and in-flight orders from `metrics` (the server's\n"
+         "                         Prometheus counters: one replica, cheap; default) or `admin`\n"
+         "                         (GET /api/admin/metrics: every replica, counts every saga)\n"
          "  --request-timeout-ms N POST deadline; also how late a queued send may be (5000)\n"
          "  --sample N             orders whose history is read for end-to-end latency (2000)\n"
          "  --server-pid PID       report the server's CPU time and peak RSS (VmHWM)\n"
@@ -215,27 +220,18 @@ struct latency_stats {
   }
 };
 
+// The raw counts of one poll: final states, and orders placed (Prometheus) or not final (admin).
+struct order_counts {
+  long confirmed = 0, cancelled = 0, failed = 0, placed = 0, not_final = 0;
+};
+
+// Orders that reached each final state since the load started, and orders not final yet.
 struct metrics_point {
   double t_s;  // since load start
-  std::map<std::string, long> counts;
-  long completed() const {
-    long n = 0;
-    for (const char* s : {"CONFIRMED", "CANCELLED"}) {
-      auto it = counts.find(s);
-      if (it != counts.end())
-        n += it->second;
-    }
-    return n;
-  }
-  long in_flight() const {
-    long n = 0;
-    for (const char* s : {"PLACED", "VALIDATED", "INVENTORY_RESERVED", "PAYMENT_PROCESSED"}) {
-      auto it = counts.find(s);
-      if (it != counts.end())
-        n += it->second;
-    }
-    return n;
-  }
+  long confirmed = 0, cancelled = 0, failed = 0;
+  long in_flight_now = 0;
+  long completed() const { return confirmed + cancelled + failed; }
+  long in_flight() const { return in_flight_now; }
 };
 
 struct run_state {
@@ -266,7 +262,7 @@ struct run_state {
   latency_stats post_latency;
   std::vector<placed_order> accepted;
   std::vector<metrics_point> timeline;
-  std::optional<metrics_point> baseline;
+  order_counts baseline;  // the counts before the load
 };
 
 std::string order_body(run_state& s, order_kind kind) {
@@ -451,32 +447,82 @@ awaitable<bool> create_catalog(run_state& s) {
   co_return true;
 }
 
-awaitable<std::optional<metrics_point>> read_metrics(run_state& s, connection& conn) {
-  std::string target = "/api/admin/metrics";
+// Sums every series of the counters named in `wanted` in a Prometheus text exposition.
+std::map<std::string, double> sum_counters(const std::string& text,
+                                           const std::vector<std::string>& wanted) {
+  std::map<std::string, double> sums;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto end = text.find('\n', at);
+    if (end == std::string::npos)
+      end = text.size();
+    std::string_view line(text.data() + at, end - at);
+    at = end + 1;
+    if (line.empty() || line.front() == '#')
+      continue;
+    auto name_end = line.find_first_of("{ ");
+    auto value_at = line.rfind(' ');
+    if (name_end == std::string_view::npos || value_at == std::string_view::npos)
+      continue;
+    std::string name(line.substr(0, name_end));
+    if (std::find(wanted.begin(), wanted.end(), name) != wanted.end())
+      sums[name] += std::strtod(std::string(line.substr(value_at + 1)).c_str(), nullptr);
+  }
+  return sums;
+}
+
+awaitable<std::optional<order_counts>> read_counts(run_state& s, connection& conn) {
+  std::string target = s.opts.counts_from_admin ? "/api/admin/metrics" : "/metrics";
   auto req = make_request(http::verb::get, target, s.host_header, "", s.opts.admin_token);
   std::chrono::milliseconds admin_timeout(10000);
   reply r = co_await exchange(conn, s.endpoint, req, admin_timeout);
   if (r.ec || r.status != 200)
     co_return std::nullopt;
+  order_counts c;
+  if (!s.opts.counts_from_admin) {
+    auto sums = sum_counters(r.body, {"orders_placed_total", "orders_confirmed_total",
+                                      "orders_cancelled_total", "orders_failed_total"});
+    c.placed = static_cast<long>(sums["orders_placed_total"]);
+    c.confirmed = static_cast<long>(sums["orders_confirmed_total"]);
+    c.cancelled = static_cast<long>(sums["orders_cancelled_total"]);
+    c.failed = static_cast<long>(sums["orders_failed_total"]);
+    c.not_final = c.placed - c.confirmed - c.cancelled - c.failed;
+    co_return c;
+  }
   rapidjson::Document doc;
   doc.Parse(r.body.data(), r.body.size());
   if (doc.HasParseError() || !doc.IsArray())
     co_return std::nullopt;
-  metrics_point p;
-  p.t_s = std::chrono::duration<double>(clock_type::now() - s.start).count();
   for (const auto& row : doc.GetArray()) {
     if (!row.IsObject() || !row.HasMember("status") || !row.HasMember("count"))
       continue;
     if (!row["status"].IsString() || !row["count"].IsInt64())
       continue;
-    p.counts[row["status"].GetString()] = static_cast<long>(row["count"].GetInt64());
+    std::string status = row["status"].GetString();
+    auto count = static_cast<long>(row["count"].GetInt64());
+    if (status == "CONFIRMED")
+      c.confirmed = count;
+    else if (status == "CANCELLED")
+      c.cancelled = count;
+    else if (status == "FAILED")
+      c.failed = count;
+    else
+      c.not_final += count;
   }
-  if (s.baseline)
-    for (auto& [status, count] : p.counts) {
-      auto it = s.baseline->counts.find(status);
-      if (it != s.baseline->counts.end())
-        count -= it->second;
-    }
+  co_return c;
+}
+
+// Final states reached since the baseline; in flight as the server sees it now.
+awaitable<std::optional<metrics_point>> read_metrics(run_state& s, connection& conn) {
+  auto counts = co_await read_counts(s, conn);
+  if (!counts)
+    co_return std::nullopt;
+  metrics_point p;
+  p.t_s = std::chrono::duration<double>(clock_type::now() - s.start).count();
+  p.confirmed = counts->confirmed - s.baseline.confirmed;
+  p.cancelled = counts->cancelled - s.baseline.cancelled;
+  p.failed = counts->failed - s.baseline.failed;
+  p.in_flight_now = counts->not_final;
   co_return p;
 }
 
@@ -501,7 +547,7 @@ awaitable<void> metrics_poller(run_state& s) {
     if (s.load_done) {
       if (!drain_deadline)
         drain_deadline = clock_type::now() + std::chrono::seconds(s.opts.drain_timeout_s);
-      if (point && point->in_flight() == 0)
+      if (point && point->in_flight() <= 0)
         break;
       if (clock_type::now() >= *drain_deadline)
         break;
@@ -702,7 +748,10 @@ int main(int argc, char** argv) {
       good = parse_share(v, opts.invalid_share);
     else if (arg == "--decline-share")
       good = parse_share(v, opts.decline_share);
-    else if (arg == "--drain-timeout")
+    else if (arg == "--counts-from") {
+      good = std::strcmp(v, "metrics") == 0 || std::strcmp(v, "admin") == 0;
+      opts.counts_from_admin = std::strcmp(v, "admin") == 0;
+    } else if (arg == "--drain-timeout")
       good = parse_long(v, 0, 3600, opts.drain_timeout_s);
     else if (arg == "--request-timeout-ms")
       good = parse_long(v, 1, 600000, opts.request_timeout_ms);
@@ -773,7 +822,8 @@ int main(int argc, char** argv) {
       co_return;
     {
       connection conn(ex);
-      s.baseline = co_await read_metrics(s, conn);
+      if (auto counts = co_await read_counts(s, conn))
+        s.baseline = *counts;
       conn.close();
     }
     proc_before = read_proc(opts.server_pid);
@@ -842,8 +892,8 @@ int main(int argc, char** argv) {
     const auto& last = s.timeline.back();
     completed = last.completed();
     in_flight_left = last.in_flight();
-    confirmed = last.counts.count("CONFIRMED") ? last.counts.at("CONFIRMED") : 0;
-    cancelled = last.counts.count("CANCELLED") ? last.counts.at("CANCELLED") : 0;
+    confirmed = last.confirmed;
+    cancelled = last.cancelled;
     for (const auto& p : s.timeline)
       if (p.completed() == completed) {
         last_completion_s = p.t_s;  // first poll that saw the final count (1 s resolution)
