@@ -104,6 +104,9 @@ class step_context {
   // The order, as it was before this step.
   virtual const order& current_order() const = 0;
   // The engine's transaction: write the step's effects with it; never commit or abort it.
+  // Its connection plans a statement once, without its parameters' values (PostgreSQL's
+  // plan_cache_mode = force_generic_plan); a statement whose best plan depends on them runs
+  // after `SET LOCAL plan_cache_mode = force_custom_plan`.
   virtual pqxx::work& transaction() = 0;
   // The saga waits for this step. False for a late or duplicated message: the engine refuses
   // its success anyway (a step whose effect may land late is then compensated).

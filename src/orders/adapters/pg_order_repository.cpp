@@ -119,10 +119,14 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
                                  iso_timestamp_sql("at") +
                                  " FROM order_events WHERE order_id = $1 ORDER BY seq");
   c.prepare("order_exists", "SELECT 1 FROM orders WHERE order_id = $1");
+  // One statement per index: a plan made once must not depend on whether a filter is given.
   c.prepare("order_list", "SELECT " + order_select_list +
-                              " FROM orders WHERE ($1::text IS NULL OR customer_id = $1)"
-                              " AND ($2::text IS NULL OR status = $2)"
-                              " ORDER BY created_at DESC, order_id DESC LIMIT $3");
+                              " FROM orders WHERE ($1::text IS NULL OR status = $1)"
+                              " ORDER BY created_at DESC, order_id DESC LIMIT $2");
+  c.prepare("order_list_of_customer",
+            "SELECT " + order_select_list +
+                " FROM orders WHERE customer_id = $1 AND ($2::text IS NULL OR status = $2)"
+                " ORDER BY created_at DESC, order_id DESC LIMIT $3");
   // From the sagas: the same status, and the deadline sweeper's index on it answers the count.
   c.prepare("order_status_counts",
             "SELECT state, count(*) FROM sagas GROUP BY state ORDER BY state");
@@ -282,7 +286,9 @@ std::optional<std::vector<order_event_view>> pg_order_repository::history(
 std::vector<order_view> pg_order_repository::list(const order_filter& filter) {
   return pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto rows = tx.exec_prepared("order_list", filter.customer_id, filter.status, filter.limit);
+    auto rows = filter.customer_id ? tx.exec_prepared("order_list_of_customer", filter.customer_id,
+                                                      filter.status, filter.limit)
+                                   : tx.exec_prepared("order_list", filter.status, filter.limit);
     std::vector<order_view> out;
     for (const auto& r : rows)
       out.push_back(read_order_columns(r));
