@@ -367,7 +367,8 @@ int application::run() {
                                         {c.orders.max_quantity, c.orders.max_items},
                                         c.admin.token,
                                         p.stages,
-                                        p.waiters});
+                                        p.waiters,
+                                        c.http.max_pending_orders});
     inventory::add_product_routes(p.routes, {p.products, p.blocking, c.admin.token});
     orders::add_dlq_routes(p.routes,
                            {p.dead_letters, p.pool, p.blocking, c.admin.token, c.dlq.replay_rate});

@@ -22,17 +22,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The value of one sample line ("name{labels} value"); 0 when absent.
-double sample(const std::string& exposition, const std::string& series) {
-  std::istringstream lines(exposition);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind(series + " ", 0) == 0)
-      return std::stod(line.substr(series.size() + 1));
-  }
-  return 0;
-}
-
 std::string scrape(unsigned short port) {
   auto reply = test::http_get(port, "/metrics");
   REQUIRE(reply.status == 200);
@@ -84,9 +73,10 @@ void settle(unsigned short port) {
   int quiet = 0;
   while (quiet < 2 && std::chrono::steady_clock::now() < deadline) {
     auto text = scrape(port);
-    bool idle = sample(text, "pipeline_messages_in_flight") == 0 &&
-                sample(text, "pipeline_retries_pending") == 0 &&
-                sample(text, "outbox_backlog_events") == 0 && everything_consumed(port);
+    bool idle = test::metric_sample(text, "pipeline_messages_in_flight") == 0 &&
+                test::metric_sample(text, "pipeline_retries_pending") == 0 &&
+                test::metric_sample(text, "outbox_backlog_events") == 0 &&
+                everything_consumed(port);
     quiet = idle ? quiet + 1 : 0;
     std::this_thread::sleep_for(2500ms);
   }
@@ -140,7 +130,7 @@ TEST_CASE("counters and histograms move by exactly what the orders did, and prom
   auto after = scrape(port);
 
   auto delta = [&](const std::string& series) {
-    return sample(after, series) - sample(before, series);
+    return test::metric_sample(after, series) - test::metric_sample(before, series);
   };
   CHECK(delta("orders_placed_total") == 3);
   CHECK(delta("orders_confirmed_total") == 2);
@@ -161,9 +151,10 @@ TEST_CASE("counters and histograms move by exactly what the orders did, and prom
   // OrderConfirmed x2, OrderFailed x1.
   CHECK(delta("outbox_events_published_total") == 14);
   for (const char* stage : {"validate", "reserve", "pay", "confirm"})
-    CHECK(sample(after, fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage)) == 1);
-  CHECK(sample(after, "process_resident_memory_bytes") > 0);
-  CHECK(sample(after, R"(db_pool_connections{state="idle"})") > 0);
+    CHECK(test::metric_sample(after,
+                              fmt::format(R"(pipeline_stage_enabled{{stage="{}"}})", stage)) == 1);
+  CHECK(test::metric_sample(after, "process_resident_memory_bytes") > 0);
+  CHECK(test::metric_sample(after, R"(db_pool_connections{state="idle"})") > 0);
   // Placing and processing three orders took many database transactions.
   CHECK(delta("db_transaction_duration_seconds_count") >= 3 * 5);
   CHECK(after.find("order_id") == std::string::npos);

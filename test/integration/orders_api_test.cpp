@@ -4,6 +4,8 @@
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
+#include <future>
+#include <pqxx/pqxx>
 #include <set>
 #include <thread>
 
@@ -42,7 +44,7 @@ std::string order_for(const std::string& customer, const std::string& product, i
 
 struct running_server {
   test::server_process server;
-  running_server() {
+  explicit running_server(std::map<std::string, std::string> env = {}) : server(std::move(env)) {
     server.start();
     server.wait_until_ready();
     test::put_customer(port(), "cust-123", "john@example.com");
@@ -301,6 +303,45 @@ TEST_CASE("orders list newest first, filtered and bounded", "[orders]") {
   CHECK(test::json_field(list.body, "count") == "2");
   CHECK(list.body.find(ids[2]) < list.body.find(ids[1]));
   CHECK(list.body.find(ids[0]) == std::string::npos);
+}
+
+TEST_CASE("past server.max-pending-orders, an order gets 503 overloaded at once, not a wait",
+          "[orders][overload]") {
+  running_server s(std::map<std::string, std::string>{{"SERVER_MAX_PENDING_ORDERS", "1"}});
+  auto in_progress = [&] {
+    return test::metric_sample(test::http_get(s.port(), "/metrics").body,
+                               "orders_placements_in_progress");
+  };
+  // A placement held by a lock on the orders table takes the only place.
+  pqxx::connection db(test::db_url());
+  pqxx::work hold(db);
+  hold.exec("LOCK TABLE orders IN SHARE MODE");
+  auto held = std::async(std::launch::async, [&] { return post_order(s.port(), seed_order); });
+  REQUIRE(test::eventually([&] { return in_progress() == 1; }));
+
+  auto refused = post_order(s.port(), seed_order);
+  INFO(refused.body);
+  CHECK(refused.status == 503);
+  CHECK(refused.headers["retry-after"] == "1");
+  CHECK(test::json_field(refused.body, "error") == "overloaded");
+  CHECK(test::json_field(refused.body, "message").find("server.max-pending-orders") !=
+        std::string::npos);
+  // Bad input is still told what is wrong, whatever the load.
+  CHECK(post_order(s.port(), "{}").status == 400);
+
+  hold.abort();
+  auto accepted = held.get();
+  CHECK(accepted.status == 200);
+  CHECK(in_progress() == 0);
+  auto after = post_order(s.port(), seed_order);
+  CHECK(after.status == 200);
+  auto metrics = test::http_get(s.port(), "/metrics").body;
+  CHECK(test::metric_sample(metrics, "orders_refused_overloaded_total") == 1);
+  // Both accepted orders are stored.
+  for (const auto& reply : {accepted, after})
+    CHECK(
+        test::http_get(s.port(), "/api/orders/" + test::json_field(reply.body, "orderId")).status ==
+        200);
 }
 
 TEST_CASE("admin routes need the bearer token", "[orders][admin]") {

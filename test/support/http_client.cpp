@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sstream>
 
 #include "platform/runtime/asio.hpp"
 
@@ -48,6 +49,16 @@ http_reply http_call(unsigned short port, const std::string& method, const std::
   beast::error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   return out;
+}
+
+double metric_sample(const std::string& exposition, const std::string& series) {
+  std::istringstream lines(exposition);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(series + " ", 0) == 0)
+      return std::stod(line.substr(series.size() + 1));
+  }
+  return 0;
 }
 
 }  // namespace op::test

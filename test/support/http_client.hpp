@@ -25,4 +25,8 @@ inline http_reply http_get(unsigned short port, const std::string& target) {
   return http_call(port, "GET", target);
 }
 
+// The value of one sample line ("name{labels} value") of a Prometheus exposition; 0 when
+// absent.
+double metric_sample(const std::string& exposition, const std::string& series);
+
 }  // namespace op::test

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 #include <rapidjson/document.h>
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
+#include <utility>
 #include <variant>
 
 #include "orders/adapters/order_json.hpp"
@@ -176,10 +178,64 @@ response not_cancellable(const std::string& id, const std::string& current) {
           R"(,"status":)" + json::quoted(current) + "}");
 }
 
+// Admission control of POST /api/orders: past the limit of placements in progress, an order
+// is refused at once with 503 rather than queued behind the others until its client gives up.
+class placement_admission {
+ public:
+  explicit placement_admission(std::size_t limit) : limit_(limit) {
+    refused();  // the series exists (at zero) before the first refusal
+  }
+
+  std::size_t in_progress() const { return in_progress_.load(); }
+
+  // Holds one place while alive; empty when the limit is reached.
+  class ticket {
+   public:
+    explicit ticket(std::atomic<std::size_t>* counter) : counter_(counter) {}
+    ticket(ticket&& other) noexcept : counter_(std::exchange(other.counter_, nullptr)) {}
+    ticket& operator=(ticket&&) = delete;
+    ~ticket() {
+      if (counter_)
+        counter_->fetch_sub(1);
+    }
+    explicit operator bool() const { return counter_ != nullptr; }
+
+   private:
+    std::atomic<std::size_t>* counter_;
+  };
+
+  ticket enter() {
+    if (limit_ > 0 && in_progress_.fetch_add(1) >= limit_) {
+      in_progress_.fetch_sub(1);
+      refused().inc();
+      return ticket(nullptr);
+    }
+    if (limit_ == 0)
+      in_progress_.fetch_add(1);
+    return ticket(&in_progress_);
+  }
+
+ private:
+  static metrics::counter& refused() {
+    static auto& counter = metrics::global().get_counter(
+        "orders_refused_overloaded_total",
+        "POST /api/orders answered 503 overloaded: server.max-pending-orders were in progress.");
+    return counter;
+  }
+
+  std::size_t limit_;
+  std::atomic<std::size_t> in_progress_{0};
+};
+
 }  // namespace
 
 void add_order_routes(http::router& routes, const order_routes_context& context) {
   auto ctx = std::make_shared<order_routes_context>(context);
+  auto admission = std::make_shared<placement_admission>(context.max_pending_orders);
+  metrics::global().add_callback(
+      "orders_placements_in_progress",
+      "POST /api/orders taken and not answered yet (server.max-pending-orders at most).", {},
+      [admission] { return static_cast<double>(admission->in_progress()); });
   // Registered at start so the series exists (at zero) before the first order.
   metrics::global().get_counter("orders_placed_total", "Orders accepted by POST /api/orders.");
   for (auto outcome : {cancellation::kind::cancelled, cancellation::kind::refunding,
@@ -190,59 +246,69 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
       "Requests waiting for an order's final state (GET /api/orders/{id}?waitFor=final).", {},
       [ctx] { return static_cast<double>(ctx->waiters.size()); });
 
-  routes.add(
-      http::verb::post, "/api/orders", [ctx](request_context& req) -> asio::awaitable<response> {
-        const std::string& body = req.req.body();
-        std::optional<idempotency> key;
-        if (auto header = req.header("Idempotency-Key"); !header.empty()) {
-          if (header.size() > max_idempotency_key_length)
-            co_return http::error_response(status::bad_request, "validation_failed",
-                                           "Idempotency-Key",
-                                           "Idempotency-Key must be at most 255 characters");
-          key = idempotency{std::string(header), fingerprint(body)};
-        }
-        auto parsed = parse_order_draft(body);
-        if (parsed.refused)
-          co_return http::refused_body_response(*parsed.refused);
-        if (!parsed.draft)
-          co_return validation_error(parsed.errors);
-        auto violations = check(*parsed.draft, ctx->limits);
-        if (!violations.empty())
-          co_return validation_error(violations);
+  routes.add(http::verb::post, "/api/orders",
+             [ctx, admission](request_context& req) -> asio::awaitable<response> {
+               const std::string& body = req.req.body();
+               std::optional<idempotency> key;
+               if (auto header = req.header("Idempotency-Key"); !header.empty()) {
+                 if (header.size() > max_idempotency_key_length)
+                   co_return http::error_response(status::bad_request, "validation_failed",
+                                                  "Idempotency-Key",
+                                                  "Idempotency-Key must be at most 255 characters");
+                 key = idempotency{std::string(header), fingerprint(body)};
+               }
+               auto parsed = parse_order_draft(body);
+               if (parsed.refused)
+                 co_return http::refused_body_response(*parsed.refused);
+               if (!parsed.draft)
+                 co_return validation_error(parsed.errors);
+               auto violations = check(*parsed.draft, ctx->limits);
+               if (!violations.empty())
+                 co_return validation_error(violations);
+               auto place = admission->enter();
+               if (!place) {
+                 auto busy = http::error_response(
+                     status::service_unavailable, "overloaded", std::nullopt,
+                     "server.max-pending-orders orders are being placed already; retry after "
+                     "Retry-After seconds");
+                 busy.set(http::beast_http::field::retry_after, "1");
+                 co_return busy;
+               }
 
-        // Join the caller's trace when it sends a valid traceparent, else start one.
-        auto trace_id = log::trace_id_of(req.header("traceparent")).value_or(log::new_trace_id());
-        auto work = [ctx, draft = std::move(*parsed.draft), key, trace_id]() mutable {
-          static const json_presenter presenter;
-          auto result =
-              place_order(ctx->orders, presenter, ctx->limits, std::move(draft), key, trace_id);
-          if (result.outcome == place_order_result::kind::accepted) {
-            log::scoped_context logged(result.order_id, trace_id);
-            log::get("orders")->debug("order placed");
-          }
-          switch (result.outcome) {
-            case place_order_result::kind::invalid:
-              return validation_error(result.violations);
-            case place_order_result::kind::idempotency_key_reused:
-              return http::error_response(
-                  status::unprocessable_entity, "idempotency_key_reused", "Idempotency-Key",
-                  "this Idempotency-Key was used for a different request (order " +
-                      result.order_id + ")");
-            case place_order_result::kind::replayed: {
-              auto res = http::json_response(status::ok, result.response_body);
-              res.set("Idempotent-Replayed", "true");
-              return res;
-            }
-            case place_order_result::kind::accepted:
-              static auto& placed = metrics::global().get_counter(
-                  "orders_placed_total", "Orders accepted by POST /api/orders.");
-              placed.inc();
-              break;
-          }
-          return http::json_response(status::ok, result.response_body);
-        };
-        co_return co_await http::run_blocking(ctx->blocking, work);
-      });
+               // Join the caller's trace when it sends a valid traceparent, else start one.
+               auto trace_id =
+                   log::trace_id_of(req.header("traceparent")).value_or(log::new_trace_id());
+               auto work = [ctx, draft = std::move(*parsed.draft), key, trace_id]() mutable {
+                 static const json_presenter presenter;
+                 auto result = place_order(ctx->orders, presenter, ctx->limits, std::move(draft),
+                                           key, trace_id);
+                 if (result.outcome == place_order_result::kind::accepted) {
+                   log::scoped_context logged(result.order_id, trace_id);
+                   log::get("orders")->debug("order placed");
+                 }
+                 switch (result.outcome) {
+                   case place_order_result::kind::invalid:
+                     return validation_error(result.violations);
+                   case place_order_result::kind::idempotency_key_reused:
+                     return http::error_response(
+                         status::unprocessable_entity, "idempotency_key_reused", "Idempotency-Key",
+                         "this Idempotency-Key was used for a different request (order " +
+                             result.order_id + ")");
+                   case place_order_result::kind::replayed: {
+                     auto res = http::json_response(status::ok, result.response_body);
+                     res.set("Idempotent-Replayed", "true");
+                     return res;
+                   }
+                   case place_order_result::kind::accepted:
+                     static auto& placed = metrics::global().get_counter(
+                         "orders_placed_total", "Orders accepted by POST /api/orders.");
+                     placed.inc();
+                     break;
+                 }
+                 return http::json_response(status::ok, result.response_body);
+               };
+               co_return co_await http::run_blocking(ctx->blocking, work);
+             });
 
   routes.add(http::verb::get, "/api/orders/{id}",
              [ctx](request_context& req) -> asio::awaitable<response> {

@@ -24,6 +24,8 @@ struct order_routes_context {
   order_cancellation& cancellation;
   // GET /api/orders/{id}?waitFor=final: woken by the outcome listener on any replica.
   runtime::waiter_registry& waiters;
+  // POST /api/orders being placed at once, at most; more answer 503 (0: no limit).
+  std::size_t max_pending_orders = 0;
 };
 
 void add_order_routes(http::router& routes, const order_routes_context& context);

@@ -70,6 +70,11 @@ std::vector<key_spec> build_key_table(const std::vector<step_keys>& added_steps)
        {},
        "requests waiting at once for an order's final state (GET ...?waitFor=final); more "
        "get 503"},
+      {"server.max-pending-orders",
+       "256",
+       {},
+       "orders being placed at once (POST /api/orders taken, not answered yet); more get 503 "
+       "overloaded with Retry-After; 0: no limit"},
       {"server.shutdown-timeout",
        "15000",
        {"SHUTDOWN_TIMEOUT"},
@@ -419,6 +424,8 @@ app_config build(const YAML::Node& root, const env_lookup& env,
   c.stages.enabled = parse_stages("app.stages.enabled", r.text("app.stages.enabled"), added_steps);
   c.http.max_waiting_requests =
       static_cast<std::size_t>(r.integer("server.max-waiting-requests", 0, 1'000'000));
+  c.http.max_pending_orders =
+      static_cast<std::size_t>(r.integer("server.max-pending-orders", 0, 1'000'000));
   c.runtime.shutdown_timeout = r.millis("server.shutdown-timeout", 0, 600'000);
   c.runtime.health_interval = r.millis("app.health.interval", 100, 60'000);
 

@@ -61,6 +61,7 @@ struct http_config {
   milliseconds read_timeout{30000};       // per request, and for an idle keep-alive connection
   std::size_t max_connections = 10000;
   std::size_t max_waiting_requests = 10000;  // GET /api/orders/{id}?waitFor=final at once
+  std::size_t max_pending_orders = 256;      // POST /api/orders being placed at once; 0: any
   int threads = 0;                           // 0: one per core
   // False: a worker replica serves only /actuator/* and /metrics; /api/* and the API docs
   // are not routed (404).
