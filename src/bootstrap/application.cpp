@@ -441,6 +441,14 @@ int application::run() {
           return;
       }
     }
+    // Every pooled connection opened and its statements prepared before the first order:
+    // otherwise the first orders after a start each wait for one.
+    p.startup_phase = "starting: opening database connections";
+    try {
+      p.pool.open_all();
+    } catch (const std::exception& e) {
+      logger->warn("could not open every database connection at start: {}", e.what());
+    }
     std::vector<std::string> written_topics;
     for (const auto& t : c.kafka.all_topics())
       written_topics.push_back(t.name);

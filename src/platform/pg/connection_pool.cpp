@@ -19,6 +19,20 @@ void connection_pool::add_setup(connection_setup setup) {
   setups_.push_back(std::move(setup));
 }
 
+void connection_pool::open_all() {
+  std::vector<std::size_t> taken;  // held at once, so each acquire opens another slot
+  try {
+    for (std::size_t i = 0; i < slots_.size(); ++i)
+      taken.push_back(acquire());
+  } catch (...) {
+    for (auto slot : taken)
+      release(slot);
+    throw;
+  }
+  for (auto slot : taken)
+    release(slot);
+}
+
 std::size_t connection_pool::in_use() const {
   std::lock_guard lock(mutex_);
   return slots_.size() - free_.size();

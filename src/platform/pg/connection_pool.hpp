@@ -32,6 +32,11 @@ class connection_pool {
 
   void add_setup(connection_setup setup);
 
+  // Opens every connection not open yet (and runs the setups on it), so the first requests
+  // after a start do not each wait for a connection and its prepared statements. Throws what
+  // opening one threw; the others stay open.
+  void open_all();
+
   // Borrows a connection for the duration of `work(pqxx::connection&)`. A connection that
   // breaks during the work is dropped and reopened on next use; the error propagates.
   template <class Work>
