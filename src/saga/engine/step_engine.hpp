@@ -64,9 +64,12 @@ namespace op::saga {
 struct engine_settings {
   std::string order_failed_topic = "orders.failed";
   // Group commit: at most this many messages per transaction, and this many transactions of
-  // one stage at a time.
+  // one stage at a time. One: under load, what arrives while a stage's transaction runs waits
+  // for the next one, so batches grow instead of transactions multiplying; at 500 orders/s
+  // that took the end-to-end p99 from 146 to 113 ms and the POST p99 from 26 to 17 ms (two
+  // at a time only added statements and lock waits on a saturated machine).
   std::size_t batch_size = 64;
-  std::size_t parallel_batches = 2;
+  std::size_t parallel_batches = 1;
   // Runs of a step's transaction after a serialization failure or deadlock.
   orders::retry_policy conflict_retry;
 };
