@@ -205,13 +205,11 @@ class placement_admission {
   };
 
   ticket enter() {
-    if (limit_ > 0 && in_progress_.fetch_add(1) >= limit_) {
+    if (in_progress_.fetch_add(1) >= limit_ && limit_ > 0) {
       in_progress_.fetch_sub(1);
       refused().inc();
       return ticket(nullptr);
     }
-    if (limit_ == 0)
-      in_progress_.fetch_add(1);
     return ticket(&in_progress_);
   }
 
