@@ -220,18 +220,17 @@ struct latency_stats {
   }
 };
 
-// The raw counts of one poll: final states, and orders placed (Prometheus) or not final (admin).
+// The raw counts of one poll: orders in each final state, and orders not final yet.
 struct order_counts {
-  long confirmed = 0, cancelled = 0, failed = 0, placed = 0, not_final = 0;
+  long confirmed = 0, cancelled = 0, failed = 0, not_final = 0;
 };
 
 // Orders that reached each final state since the load started, and orders not final yet.
 struct metrics_point {
   double t_s;  // since load start
   long confirmed = 0, cancelled = 0, failed = 0;
-  long in_flight_now = 0;
+  long in_flight = 0;
   long completed() const { return confirmed + cancelled + failed; }
-  long in_flight() const { return in_flight_now; }
 };
 
 struct run_state {
@@ -482,11 +481,11 @@ awaitable<std::optional<order_counts>> read_counts(run_state& s, connection& con
   if (!s.opts.counts_from_admin) {
     auto sums = sum_counters(r.body, {"orders_placed_total", "orders_confirmed_total",
                                       "orders_cancelled_total", "orders_failed_total"});
-    c.placed = static_cast<long>(sums["orders_placed_total"]);
     c.confirmed = static_cast<long>(sums["orders_confirmed_total"]);
     c.cancelled = static_cast<long>(sums["orders_cancelled_total"]);
     c.failed = static_cast<long>(sums["orders_failed_total"]);
-    c.not_final = c.placed - c.confirmed - c.cancelled - c.failed;
+    c.not_final =
+        static_cast<long>(sums["orders_placed_total"]) - c.confirmed - c.cancelled - c.failed;
     co_return c;
   }
   rapidjson::Document doc;
@@ -522,7 +521,7 @@ awaitable<std::optional<metrics_point>> read_metrics(run_state& s, connection& c
   p.confirmed = counts->confirmed - s.baseline.confirmed;
   p.cancelled = counts->cancelled - s.baseline.cancelled;
   p.failed = counts->failed - s.baseline.failed;
-  p.in_flight_now = counts->not_final;
+  p.in_flight = counts->not_final;
   co_return p;
 }
 
@@ -542,12 +541,12 @@ awaitable<void> metrics_poller(run_state& s) {
     if (point) {
       s.timeline.push_back(*point);
       fmt::print(stderr, "t={:5.1f}s posted={} completed={} in-flight={}\n", point->t_s, s.ok,
-                 point->completed(), point->in_flight());
+                 point->completed(), point->in_flight);
     }
     if (s.load_done) {
       if (!drain_deadline)
         drain_deadline = clock_type::now() + std::chrono::seconds(s.opts.drain_timeout_s);
-      if (point && point->in_flight() <= 0)
+      if (point && point->in_flight <= 0)
         break;
       if (clock_type::now() >= *drain_deadline)
         break;
@@ -891,7 +890,7 @@ int main(int argc, char** argv) {
   if (!s.timeline.empty()) {
     const auto& last = s.timeline.back();
     completed = last.completed();
-    in_flight_left = last.in_flight();
+    in_flight_left = last.in_flight;
     confirmed = last.confirmed;
     cancelled = last.cancelled;
     for (const auto& p : s.timeline)
@@ -981,7 +980,7 @@ int main(int argc, char** argv) {
       if (!timeline.empty())
         timeline += ',';
       timeline += fmt::format(R"({{"t_s":{:.2f},"completed":{},"in_flight":{}}})", p.t_s,
-                              p.completed(), p.in_flight());
+                              p.completed(), p.in_flight);
     }
     std::string statuses;
     for (auto [status, count] : s.status_counts) {

@@ -264,14 +264,11 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
                if (!violations.empty())
                  co_return validation_error(violations);
                auto place = admission->enter();
-               if (!place) {
-                 auto busy = http::error_response(
-                     status::service_unavailable, "overloaded", std::nullopt,
+               if (!place)
+                 co_return http::retry_later_response(
+                     "overloaded", std::nullopt,
                      "server.max-pending-orders orders are being placed already; retry after "
                      "Retry-After seconds");
-                 busy.set(http::beast_http::field::retry_after, "1");
-                 co_return busy;
-               }
 
                // Join the caller's trace when it sends a valid traceparent, else start one.
                auto trace_id =
@@ -330,14 +327,11 @@ void add_order_routes(http::router& routes, const order_routes_context& context)
                // this request; the wait holds a timer, not a thread.
                auto deadline = std::chrono::steady_clock::now() + *timeout;
                auto ticket = ctx->waiters.enlist(id, co_await asio::this_coro::executor);
-               if (!ticket && !ctx->waiters.draining()) {
-                 auto busy = http::error_response(
-                     status::service_unavailable, "too_many_waiting_requests", "waitFor",
+               if (!ticket && !ctx->waiters.draining())
+                 co_return http::retry_later_response(
+                     "too_many_waiting_requests", "waitFor",
                      "server.max-waiting-requests requests wait already; retry shortly or read the "
                      "order without waitFor");
-                 busy.set(http::beast_http::field::retry_after, "1");
-                 co_return busy;
-               }
                for (;;) {
                  auto res = co_await http::run_blocking(ctx->blocking, work);
                  if (res.result() != status::ok)

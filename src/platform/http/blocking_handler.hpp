@@ -19,10 +19,8 @@ asio::awaitable<response> run_blocking(asio::thread_pool& pool, Work& work) {
       throw;
     unavailable = e.what();
   }
-  auto res = error_response(status::service_unavailable, "service_unavailable", std::nullopt,
-                            "the database is unavailable; retry shortly");
-  res.set(beast_http::field::retry_after, "1");
-  co_return res;
+  co_return retry_later_response("service_unavailable", std::nullopt,
+                                 "the database is unavailable; retry shortly");
 }
 
 }  // namespace op::http

@@ -38,6 +38,13 @@ response error_response(status code, std::string_view error, std::optional<std::
   return json_response(code, std::move(body));
 }
 
+response retry_later_response(std::string_view error, std::optional<std::string_view> field,
+                              std::string_view message) {
+  auto res = error_response(status::service_unavailable, error, field, message);
+  res.set(beast_http::field::retry_after, "1");
+  return res;
+}
+
 bool equals_ignoring_case(std::string_view a, std::string_view b) {
   return boost::beast::iequals(boost::beast::string_view(a.data(), a.size()),
                                boost::beast::string_view(b.data(), b.size()));

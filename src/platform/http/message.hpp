@@ -42,6 +42,9 @@ response json_response(status code, std::string body);
 response text_response(status code, std::string body);
 response error_response(status code, std::string_view error, std::optional<std::string_view> field,
                         std::string_view message);
+// 503 with `Retry-After: 1`: nothing was done, the same request may succeed in a second.
+response retry_later_response(std::string_view error, std::optional<std::string_view> field,
+                              std::string_view message);
 
 // ASCII case-insensitive equality, as HTTP compares auth schemes and media types
 // (Beast's iequals on std::string_view).
