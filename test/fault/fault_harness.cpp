@@ -153,12 +153,11 @@ std::map<std::string, db_order> read_orders() {
     std::map<std::string, db_order> out;
     for (const auto& r :
          tx.exec("SELECT o.order_id, o.status, coalesce(o.cancel_reason, ''),"
-                 " coalesce(o.cancel_detail, ''), o.total_cents, coalesce(s.state, ''),"
-                 " extract(epoch FROM now() - o.updated_at)::float8"
-                 " FROM orders o LEFT JOIN sagas s USING (order_id)")) {
+                 " coalesce(o.cancel_detail, ''), o.total_cents, o.step_index,"
+                 " extract(epoch FROM now() - o.updated_at)::float8 FROM orders o")) {
       out[r[0].as<std::string>()] = {r[1].as<std::string>(), r[2].as<std::string>(),
                                      r[3].as<std::string>(), r[4].as<std::int64_t>(),
-                                     r[5].as<std::string>(), r[6].as<double>()};
+                                     r[5].as<int>(),         r[6].as<double>()};
     }
     return out;
   });
@@ -356,14 +355,15 @@ outcome_counts check_outcomes(std::vector<order_record>& orders,
     auto status_text = o.status + (o.reason.empty() ? "" : "/" + o.reason);
     ++by_final[status_text];
     const auto& ledger = ledgers[id];
-    INFO("order " << id << " (" << kind << "): status " << status_text << " saga " << o.saga_state
-                  << ", detail '" << o.detail << "', total " << o.total_cents
+    INFO("order " << id << " (" << kind << "): status " << status_text << " saga step "
+                  << o.saga_step_index << ", detail '" << o.detail << "', total " << o.total_cents
                   << ", gateway charges " << ledger.charges << " attempts " << ledger.attempts
                   << " captured " << ledger.captured << " refunded " << ledger.refunded);
     if (!is_final(o.status)) {
       if (stuck++ < show)
-        FAIL_CHECK("order " << id << " is stuck in " << o.status << " (saga " << o.saga_state
-                            << ", unchanged for " << static_cast<int>(o.age_seconds) << " s)");
+        FAIL_CHECK("order " << id << " is stuck in " << o.status << " (saga step "
+                            << o.saga_step_index << ", unchanged for "
+                            << static_cast<int>(o.age_seconds) << " s)");
       continue;
     }
     if (o.status == "FAILED") {

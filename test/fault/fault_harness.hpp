@@ -114,7 +114,7 @@ struct db_order {
   std::string reason;
   std::string detail;
   std::int64_t total_cents = 0;
-  std::string saga_state;
+  int saga_step_index = 0;  // the place of the step its saga waits for
   double age_seconds = 0;
 };
 

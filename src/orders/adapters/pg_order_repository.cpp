@@ -80,14 +80,15 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("idempotency_find",
             "SELECT request_hash, order_id, response_body FROM idempotency_keys"
             " WHERE idempotency_key = $1");
-  // Orders, their items, their first history entries and their sagas in one round trip: the
-  // orders' columns as parallel arrays, their items flattened into parallel arrays naming
-  // their order and line.
+  // Orders (each row is also its saga, waiting for its first step), their items and their
+  // first history entries in one round trip: the orders' columns as parallel arrays, their
+  // items flattened into parallel arrays naming their order and line.
   c.prepare("order_insert_all",
             "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
             " shipping_address, payment_method, total_cents, status, trace_id, created_at,"
-            " updated_at) SELECT order_id, customer_id, NULLIF(email, ''), NULLIF(address, ''),"
-            " method, total_cents, 'PLACED', NULLIF(trace_id, ''), created_at, created_at"
+            " updated_at, step_list, step_started_at) SELECT order_id, customer_id,"
+            " NULLIF(email, ''), NULLIF(address, ''), method, total_cents, 'PLACED',"
+            " NULLIF(trace_id, ''), created_at, created_at, $14, now()"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::bigint[], $7::text[], $15::timestamptz[]) AS o (order_id, customer_id, email,"
             " address, method, total_cents, trace_id, created_at)),"
@@ -95,11 +96,9 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             " quantity, price_cents) SELECT order_id, line_no, product_id,"
             " NULLIF(product_name, ''), quantity, price_cents FROM unnest($8::text[], $9::int[],"
             " $10::text[], $11::text[], $12::int[], $13::bigint[]) AS i (order_id, line_no,"
-            " product_id, product_name, quantity, price_cents)),"
-            " history AS (INSERT INTO order_events (order_id, seq, status)"
-            " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id))"
-            " INSERT INTO sagas (order_id, state, step_list) SELECT order_id, 'PLACED', $14"
-            " FROM unnest($1::text[]) AS s (order_id)");
+            " product_id, product_name, quantity, price_cents))"
+            " INSERT INTO order_events (order_id, seq, status)"
+            " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id)");
   // A concurrent request with the same key waits on the row lock until the first commits,
   // then finds the key taken: it can never create a second order.
   c.prepare("idempotency_claim_all",
@@ -127,9 +126,8 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
             "SELECT " + order_select_list +
                 " FROM orders WHERE customer_id = $1 AND ($2::text IS NULL OR status = $2)"
                 " ORDER BY created_at DESC, order_id DESC LIMIT $3");
-  // From the sagas: the same status, and the deadline sweeper's index on it answers the count.
   c.prepare("order_status_counts",
-            "SELECT state, count(*) FROM sagas GROUP BY state ORDER BY state");
+            "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status");
   c.prepare("customer_upsert",
             "INSERT INTO customers (customer_id, email, name, active) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (customer_id) DO UPDATE SET email = EXCLUDED.email,"
@@ -201,7 +199,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
       methods.push_back(d.payment_method);
       totals.push_back(d.total_amount.cents());
       trace_ids.push_back(order.trace_id);
-      created_ats.push_back(order.created_at);
+      created_ats.push_back(order.placed_at);
       for (std::size_t line = 0; line < d.items.size(); ++line) {
         const auto& item = d.items[line];
         item_orders.push_back(order.order_id);

@@ -55,7 +55,8 @@ struct new_order {
   std::string order_id;
   std::string trace_id;  // W3C trace id the order carries through every stage
   order_draft draft;
-  std::string created_at;     // RFC 3339, UTC: the order's createdAt, in its row and events
+  std::string created_at;     // RFC 3339, UTC, milliseconds: the order's createdAt in events
+  std::string placed_at;      // the same time to the microsecond, in the order's row
   std::string response_body;  // what the client is answered, kept for replays
 };
 

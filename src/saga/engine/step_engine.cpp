@@ -290,47 +290,48 @@ std::vector<step_engine::route> step_engine::routes_for_undeclared_steps(
 }
 
 void step_engine::prepare_statements(pqxx::connection& c) {
-  // Claims the events given ($3: the consumer, null for none), then locks the sagas in order
-  // id order and reads them with their orders and items: one row per item. The claims are
-  // made before the locks (the one-time filter), as in every transaction that claims, and in
-  // event id order, so two transactions claiming the same events cannot deadlock.
+  // Claims the events given ($3: the consumer, null for none), then locks the orders (each
+  // row is also its saga) in order id order and reads them with their items: one row per
+  // item. The claims are made before the locks (the one-time filter), as in every transaction
+  // that claims, and in event id order, so two transactions claiming the same events cannot
+  // deadlock.
   c.prepare("saga_lock",
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::uuid[]) AS t(order_id, event_id)),"
             " claim AS (INSERT INTO processed_events (consumer, event_id)"
             " SELECT $3, event_id FROM input WHERE $3::text IS NOT NULL AND event_id IS NOT NULL"
             " ORDER BY event_id ON CONFLICT DO NOTHING RETURNING event_id),"
-            " saga AS (SELECT order_id, state, reason, detail, step_list, step_index, owed,"
-            " extract(epoch FROM clock_timestamp() - step_started_at)::float8 AS step_age"
-            " FROM sagas WHERE order_id IN (SELECT order_id FROM input)"
+            " saga AS (SELECT * FROM orders WHERE order_id IN (SELECT order_id FROM input)"
             " AND (SELECT count(*) FROM claim) >= 0 ORDER BY order_id FOR UPDATE)"
             " SELECT " +
                 order_select_list +
-                ", coalesce(input.event_id IN (SELECT event_id FROM claim), false), saga.state,"
-                " coalesce(saga.reason, ''), saga.detail,"
+                ", coalesce(input.event_id IN (SELECT event_id FROM claim), false), status,"
+                " coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
                 " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
-                " WHERE l.id = saga.step_list), saga.step_index, array_to_string(saga.owed, ','),"
+                " WHERE l.id = saga.step_list), step_index, array_to_string(owed, ','),"
                 " extract(epoch FROM clock_timestamp() - created_at)::float8,"
-                " coalesce(trace_id, ''), saga.step_age, i.product_id,"
+                " coalesce(trace_id, ''),"
+                " extract(epoch FROM clock_timestamp() - step_started_at)::float8, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
-                " FROM saga JOIN input USING (order_id) JOIN orders USING (order_id)"
+                " FROM saga JOIN input USING (order_id)"
                 " LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
-  // The sagas, their orders' status and history in one round trip; answers each order's new
-  // updatedAt.
+  // The orders' saga state and their history in one round trip ($7: the saga has ended);
+  // answers each order's new updatedAt. The update touches no indexed column but
+  // finished_at (once), so it stays HOT.
   c.prepare("saga_write",
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::int[], $6::text[]) AS t(order_id, state, reason, detail, step_index, owed)),"
-            " saga AS (UPDATE sagas s SET step_started_at = CASE WHEN s.state <> i.state"
-            " OR s.step_index <> i.step_index THEN now() ELSE s.step_started_at END,"
-            " state = i.state, reason = i.reason, detail = i.detail, step_index = i.step_index,"
-            " owed = string_to_array(i.owed, ','), updated_at = now(), version = s.version + 1"
-            " FROM input i WHERE s.order_id = i.order_id),"
+            " $5::int[], $6::text[], $7::bool[]) AS t(order_id, state, reason, detail,"
+            " step_index, owed, ended)),"
             " history AS (INSERT INTO order_events (order_id, seq, status, reason, detail)"
             " SELECT i.order_id, coalesce((SELECT max(seq) FROM order_events e"
             " WHERE e.order_id = i.order_id), 0) + 1, i.state, i.reason, NULLIF(i.detail, '')"
             " FROM input i WHERE i.state <> (SELECT o.status FROM orders o"
             " WHERE o.order_id = i.order_id))"
-            " UPDATE orders o SET status = i.state, cancel_reason = i.reason,"
-            " cancel_detail = NULLIF(i.detail, ''), updated_at = now() FROM input i"
+            " UPDATE orders o SET step_started_at = CASE WHEN o.status <> i.state"
+            " OR o.step_index <> i.step_index THEN now() ELSE o.step_started_at END,"
+            " status = i.state, cancel_reason = i.reason, cancel_detail = NULLIF(i.detail, ''),"
+            " step_index = i.step_index, owed = string_to_array(i.owed, ','),"
+            " finished_at = CASE WHEN i.ended THEN coalesce(o.finished_at, now()) END,"
+            " updated_at = now() FROM input i"
             " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
                 iso_timestamp_sql("o.updated_at"));
   // A saga that waits for a step (by its place in its own list), with its order's total and
@@ -338,18 +339,18 @@ void step_engine::prepare_statements(pqxx::connection& c) {
   // attempts) was not applied yet.
   c.prepare("saga_awaiting",
             "SELECT " + order_select_list +
-                ", s.state, coalesce(s.reason, ''), s.detail,"
+                ", status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
                 " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
-                " WHERE l.id = s.step_list), s.step_index, array_to_string(s.owed, ','),"
+                " WHERE l.id = o.step_list), step_index, array_to_string(owed, ','),"
                 " CASE WHEN $4::bigint IS NULL THEN NOT EXISTS (SELECT 1 FROM processed_events"
                 " WHERE consumer = $3 AND event_id = $2::uuid) ELSE EXISTS (SELECT 1 FROM"
                 " stage_retries WHERE id = $4 AND attempts = $5) END"
-                " FROM orders JOIN (SELECT order_id, state, reason, detail, step_list, step_index,"
-                " owed FROM sagas WHERE order_id = $1) s USING (order_id)");
+                " FROM orders o WHERE order_id = $1");
   c.prepare("saga_state",
-            "SELECT state, coalesce(reason, ''), detail, (SELECT array_to_string(l.steps, ',')"
-            " FROM saga_step_lists l WHERE l.id = s.step_list), step_index,"
-            " array_to_string(owed, ',') FROM sagas s WHERE order_id = $1");
+            "SELECT status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
+            " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
+            " WHERE l.id = o.step_list), step_index, array_to_string(owed, ',')"
+            " FROM orders o WHERE order_id = $1");
   c.prepare("saga_schedule_retry",
             "INSERT INTO stage_retries (stage, order_id, topic, partition, \"offset\","
             " message_key, payload, headers, attempts, error_class, last_error,"
@@ -377,13 +378,15 @@ void step_engine::prepare_statements(pqxx::connection& c) {
   c.prepare("saga_count_retries", "SELECT count(*) FROM stage_retries");
   // Sagas waiting for a step (the one at their step_index in their own list) longer than its
   // deadline ($1 step names, $2 their deadlines in seconds, $3 for any other step), among the
-  // statuses $4 a running saga shows.
+  // statuses $4 a running saga shows. A step starts after its order was placed, so only
+  // running orders placed longer ago than the shortest deadline ($6) are read.
   c.prepare("saga_overdue",
-            "SELECT s.order_id FROM sagas s JOIN saga_step_lists l ON l.id = s.step_list"
+            "SELECT o.order_id FROM orders o JOIN saga_step_lists l ON l.id = o.step_list"
             " LEFT JOIN unnest($1::text[], $2::float8[]) AS d(step, seconds)"
-            " ON d.step = l.steps[s.step_index + 1] WHERE s.state = ANY($4::text[])"
-            " AND s.step_started_at < now() - make_interval(secs =>"
-            " coalesce(d.seconds, $3::float8)) ORDER BY s.step_started_at LIMIT $5");
+            " ON d.step = l.steps[o.step_index + 1] WHERE o.finished_at IS NULL"
+            " AND o.created_at < now() - make_interval(secs => $6::float8)"
+            " AND o.status = ANY($4::text[]) AND o.step_started_at < now() - make_interval(secs =>"
+            " coalesce(d.seconds, $3::float8)) ORDER BY o.step_started_at LIMIT $5");
 }
 
 double step_engine::unit_random() {
@@ -730,7 +733,7 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
   };
   std::map<std::string, std::string, std::less<>> updated_at;
   if (!writes.sagas.empty()) {
-    std::vector<std::string_view> order_ids, states, details;
+    std::vector<std::string_view> order_ids, states, details, ended;
     std::vector<std::optional<std::string_view>> reasons;
     std::vector<std::string> step_indexes, owed;
     for (const auto& change : writes.sagas) {
@@ -742,13 +745,15 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
       details.push_back(next.detail);
       step_indexes.push_back(std::to_string(next.position));
       owed.push_back(join_names(next.owed));
+      ended.push_back(is_ended(next) ? "t" : "f");
     }
     for (const auto& r :
          tx.exec_prepared("saga_write", pg::text_array(order_ids), pg::text_array(states),
                           pg::nullable_text_array(reasons), pg::text_array(details),
                           pg::text_array(std::vector<std::string_view>(step_indexes.begin(),
                                                                        step_indexes.end())),
-                          pg::text_array(std::vector<std::string_view>(owed.begin(), owed.end()))))
+                          pg::text_array(std::vector<std::string_view>(owed.begin(), owed.end())),
+                          pg::text_array(ended)))
       updated_at[r[0].as<std::string>()] = r[1].as<std::string>();
   }
   for (const auto& [row, transition] : writes.sagas) {
@@ -1060,6 +1065,13 @@ std::chrono::milliseconds step_engine::longest_deadline() const {
   return out;
 }
 
+std::chrono::milliseconds step_engine::shortest_deadline() const {
+  auto out = longest_deadline();
+  for (const auto& step : steps_)
+    out = std::min(out, *step->spec.deadline);
+  return out;
+}
+
 int step_engine::expire_overdue(int limit) {
   auto seconds = [](milliseconds ms) { return static_cast<double>(ms.count()) / 1000.0; };
   auto deadline_of = [&](const std::string& step) {
@@ -1082,7 +1094,8 @@ int step_engine::expire_overdue(int limit) {
     pqxx::work tx(c);
     for (const auto& r :
          tx.exec_prepared("saga_overdue", pg::text_array(names), pg::text_array(deadline_texts),
-                          seconds(longest_deadline()), pg::text_array(statuses), limit))
+                          seconds(longest_deadline()), pg::text_array(statuses), limit,
+                          seconds(shortest_deadline())))
       overdue.push_back(r[0].as<std::string>());
   });
   int expired = 0;

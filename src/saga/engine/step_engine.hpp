@@ -3,9 +3,10 @@
 // add_stage by the composition root; each business area provides its own) decides an order's
 // outcome; the engine does everything around it, the same way for every step:
 // - it applies the step in one PostgreSQL transaction that also records the event id as
-//   processed (a redelivered event changes nothing), locks the saga row, asks the generic
-//   state machine (saga/domain) with the declared step list, carries out its commands (the
-//   steps' compensations and finalizers) and writes the next events to the outbox;
+//   processed (a redelivered event changes nothing), locks the order's row (which holds its
+//   saga), asks the generic state machine (saga/domain) with the declared step list, carries
+//   out its commands (the steps' compensations and finalizers) and writes the next events to
+//   the outbox;
 // - group commit: the messages of a stage that arrive while one of its transactions runs are
 //   applied together in the next, with one statement per kind of work for all of them (claim,
 //   lock and read; write; outbox; the parts the steps gather), so a busy stage makes fewer
@@ -242,6 +243,8 @@ class step_engine final : public orders::order_cancellation {
   void write_and_commit(transaction_scope& scope, step_writes& writes);
   // The longest declared deadline: for a saga waiting on a step this program does not declare.
   std::chrono::milliseconds longest_deadline() const;
+  // The shortest declared deadline: no saga placed more recently can be overdue.
+  std::chrono::milliseconds shortest_deadline() const;
 
   pg::connection_pool& pool_;
   asio::thread_pool& blocking_;
