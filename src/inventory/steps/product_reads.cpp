@@ -1,5 +1,7 @@
 #include "inventory/steps/product_reads.hpp"
 
+#include <fmt/format.h>
+
 #include <pqxx/pqxx>
 #include <string_view>
 #include <vector>
@@ -15,12 +17,27 @@ product_reads::product_reads(order_pipeline::step_context& context)
       product_ids_.push_back(item.product_id);
 }
 
+std::string product_reads::stock_locks(std::string_view product_ids) {
+  // Ordered by the lock's key, not the product id: two ids with the same hash are then one
+  // lock, taken at one place in the order. The sorted subquery (OFFSET 0 keeps it apart)
+  // feeds the lock calls in its order.
+  return fmt::format(
+      "stock_locks AS (SELECT pg_advisory_xact_lock(hashtext('order-pipeline.stock'), key)"
+      " FROM (SELECT DISTINCT hashtext(id) AS key FROM unnest({}) AS p(id) ORDER BY key"
+      " OFFSET 0) keys)",
+      product_ids);
+}
+
 void product_reads::prepare_statements(pqxx::connection& c) {
-  const std::string products =
-      "SELECT product_id, price_cents, active, available FROM products"
-      " WHERE product_id = ANY($1::text[]) ORDER BY product_id";
-  c.prepare("saga_read_products", products);
-  c.prepare("saga_lock_products", products + " FOR UPDATE");
+  c.prepare("saga_read_products",
+            "SELECT product_id, price_cents, active, available FROM products"
+            " WHERE product_id = ANY($1::text[]) ORDER BY product_id");
+  // FOR UPDATE still: it reads the newest stock of each row after the locks were taken.
+  c.prepare("saga_lock_products",
+            "WITH " + stock_locks("$1::text[]") +
+                " SELECT product_id, price_cents, active, available FROM products"
+                " WHERE product_id = ANY($1::text[]) AND (SELECT count(*) FROM stock_locks) >= 0"
+                " ORDER BY product_id FOR UPDATE");
 }
 
 const product_reads::product* product_reads::find(const std::string& product_id) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "order_pipeline/step.hpp"
@@ -38,6 +39,14 @@ class product_reads final : public order_pipeline::transaction_part {
   void take(const std::string& product_id, std::int64_t quantity);
 
   static void prepare_statements(pqxx::connection& c);
+
+  // A WITH item `stock_locks` (one row per lock) that takes a transaction-long advisory lock
+  // per product of the text array `product_ids`, in one fixed order: every statement that
+  // changes stock or reads it to decide takes them first, so two transactions cannot
+  // deadlock on product rows. Unlike SELECT ... FOR UPDATE, an advisory lock writes no WAL and
+  // no row lock into the product's page. A statement must evaluate it (reference it in an
+  // initplan) before it reads or changes any product.
+  static std::string stock_locks(std::string_view product_ids);
 
  private:
   void read();

@@ -31,9 +31,9 @@ void prepare_reservation_statements(pqxx::connection& c) {
   product_reads::prepare_statements(c);
   // Changes the stock of every product of the orders $1 by the changes $2 (reserve, release,
   // commit) in one statement, and answers whether every product row was changed: a
-  // reservation only changes a row that has enough available. It locks the rows first, in
-  // product order (the one-time filter on `locked` runs before the update scans anything),
-  // so concurrent transactions cannot deadlock.
+  // reservation only changes a row that has enough available. It takes the products' stock
+  // locks first (the one-time filter on stock_locks runs before the update scans anything);
+  // the update then changes the newest version of each row.
   c.prepare("saga_stock",
             "WITH wanted AS (SELECT i.product_id,"
             " sum(CASE c.kind WHEN 'reserve' THEN -i.quantity WHEN 'release' THEN i.quantity"
@@ -42,15 +42,16 @@ void prepare_reservation_statements(pqxx::connection& c) {
             " AS to_reserved,"
             " sum(CASE c.kind WHEN 'commit' THEN i.quantity ELSE 0 END)::bigint AS to_sold"
             " FROM unnest($1::text[], $2::text[]) AS c(order_id, kind)"
-            " JOIN order_items i USING (order_id) GROUP BY i.product_id),"
-            " locked AS (SELECT product_id FROM products WHERE product_id IN"
-            " (SELECT product_id FROM wanted) ORDER BY product_id FOR UPDATE),"
-            " changed AS (UPDATE products p SET available = p.available + w.to_available,"
-            " reserved = p.reserved + w.to_reserved, sold = p.sold + w.to_sold,"
-            " updated_at = now() FROM wanted w WHERE p.product_id = w.product_id"
-            " AND p.available + w.to_available >= 0 AND (SELECT count(*) FROM locked) >= 0"
-            " RETURNING 1)"
-            " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM locked)");
+            " JOIN order_items i USING (order_id) GROUP BY i.product_id), " +
+                product_reads::stock_locks("ARRAY(SELECT product_id FROM wanted)") +
+                ", known AS (SELECT product_id FROM products WHERE product_id IN"
+                " (SELECT product_id FROM wanted)),"
+                " changed AS (UPDATE products p SET available = p.available + w.to_available,"
+                " reserved = p.reserved + w.to_reserved, sold = p.sold + w.to_sold,"
+                " updated_at = now() FROM wanted w WHERE p.product_id = w.product_id"
+                " AND p.available + w.to_available >= 0"
+                " AND (SELECT count(*) FROM stock_locks) >= 0 RETURNING 1)"
+                " SELECT (SELECT count(*) FROM changed) = (SELECT count(*) FROM known)");
 }
 
 void stock_changes::before_commit(pqxx::work& tx) {
