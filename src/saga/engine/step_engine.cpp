@@ -315,8 +315,8 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " FROM saga JOIN input USING (order_id)"
                 " LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
   // The orders' saga state and their history in one round trip ($7: the saga has ended);
-  // answers each order's new updatedAt. The update touches no indexed column but
-  // finished_at (once), so it stays HOT.
+  // answers each order's new updatedAt. Of the indexed columns the update changes only
+  // finished_at, once, when the saga ends: every other step's update is HOT.
   c.prepare("saga_write",
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
             " $5::int[], $6::text[], $7::bool[]) AS t(order_id, state, reason, detail,"
