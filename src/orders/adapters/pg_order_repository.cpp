@@ -149,6 +149,9 @@ namespace {
 // payload is for publishing right after the commit.
 outbox::message placed_event(const std::string& topic, const new_order& order) {
   const auto& d = order.draft;
+  // createdAt to the millisecond, as the row reads back: the last three digits before the Z.
+  auto created_at = order.created_at;
+  created_at.erase(created_at.size() - 4, 3);
   order_view placed{order.order_id,
                     d.customer_id,
                     d.customer_email,
@@ -159,8 +162,8 @@ outbox::message placed_event(const std::string& topic, const new_order& order) {
                     {},
                     d.total_amount,
                     d.items,
-                    order.created_at,
-                    order.created_at};
+                    created_at,
+                    created_at};
   return {topic,
           order.order_id,
           "OrderPlaced",
@@ -199,7 +202,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
       methods.push_back(d.payment_method);
       totals.push_back(d.total_amount.cents());
       trace_ids.push_back(order.trace_id);
-      created_ats.push_back(order.placed_at);
+      created_ats.push_back(order.created_at);
       for (std::size_t line = 0; line < d.items.size(); ++line) {
         const auto& item = d.items[line];
         item_orders.push_back(order.order_id);

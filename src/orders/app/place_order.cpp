@@ -7,28 +7,20 @@
 
 namespace op::orders {
 namespace {
-// The placement time, RFC 3339 in UTC: to the microsecond for the order's row, so the order
-// list puts orders placed within one millisecond in the order they came, and to the
-// millisecond for createdAt (the row's time, cut, reads the same).
-struct placement_time {
-  std::string exact;
-  std::string millis;
-};
-
-placement_time utc_now() {
+// The placement time, RFC 3339 in UTC, to the microsecond: the order list then puts orders
+// placed within one millisecond in the order they came. createdAt shows milliseconds.
+std::string utc_now() {
   auto now = std::chrono::system_clock::now();
   auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()) % 1'000'000;
   std::time_t t = std::chrono::system_clock::to_time_t(now);
   std::tm tm{};
   gmtime_r(&t, &tm);
-  char exact[64];
-  std::snprintf(exact, sizeof exact, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(micros.count()));
-  std::string millis(exact);
-  millis.erase(millis.size() - 4, 3);  // the last three digits, before the Z
-  return {exact, millis};
+  return buf;
 }
 }  // namespace
 
@@ -44,9 +36,7 @@ place_order_result place_order(order_repository& orders, const order_presenter& 
   new_order order;
   order.order_id = new_order_id();
   order.trace_id = std::move(trace_id);
-  auto placed_at = utc_now();
-  order.created_at = std::move(placed_at.millis);
-  order.placed_at = std::move(placed_at.exact);
+  order.created_at = utc_now();
   order.response_body = presenter.accepted_response(order.order_id);
   order.draft = std::move(draft);
 

@@ -55,8 +55,7 @@ struct new_order {
   std::string order_id;
   std::string trace_id;  // W3C trace id the order carries through every stage
   order_draft draft;
-  std::string created_at;     // RFC 3339, UTC, milliseconds: the order's createdAt in events
-  std::string placed_at;      // the same time to the microsecond, in the order's row
+  std::string created_at;     // RFC 3339, UTC, to the microsecond (createdAt shows milliseconds)
   std::string response_body;  // what the client is answered, kept for replays
 };
 
