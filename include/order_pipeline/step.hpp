@@ -5,9 +5,10 @@
 // built-in ones have:
 // - it consumes the event of the step before it (the first step: orders.placed) and, once it
 //   succeeded, publishes its own event to its topic, through the transactional outbox;
-// - `action` runs inside the engine's PostgreSQL transaction, which also records the event as
-//   processed (a redelivered event changes nothing), locks the saga and stores its next
-//   state: whatever the action writes with ctx.transaction() commits with it, or not at all;
+// - `action` runs inside the engine's PostgreSQL transaction, which locks the saga and stores
+//   its next state: whatever the action writes with ctx.transaction() commits with it, or not
+//   at all. A redelivered event changes nothing: `action` runs only while the saga waits for
+//   the step (and, while a retry of it is pending, only from that retry);
 // - messages arriving together are applied together (one transaction for many orders), with
 //   one order's messages in order;
 // - a transient failure (decision::retry_later) is retried durably, after the step's own
@@ -108,8 +109,8 @@ class step_context {
   // plan_cache_mode = force_generic_plan); a statement whose best plan depends on them runs
   // after `SET LOCAL plan_cache_mode = force_custom_plan`.
   virtual pqxx::work& transaction() = 0;
-  // The saga waits for this step. False for a late or duplicated message: the engine refuses
-  // its success anyway (a step whose effect may land late is then compensated).
+  // The saga waits for this step. False only for a step whose effect may land late, when its
+  // saga was cancelled meanwhile: the engine refuses its success and compensates it.
   virtual bool awaited() const = 0;
   // Failed runs of this step for this order before this one (0 on the first run).
   virtual int earlier_failures() const = 0;

@@ -195,6 +195,39 @@ TEST_CASE("a payment that fails transiently is retried later and charged exactly
   CHECK(stock.reserved == 0);
 }
 
+TEST_CASE("a message delivered again while its retry is pending leaves the payment to the retry",
+          "[fault][retry][idempotency]") {
+  // The retry is due 8-12 s later: long after the redelivery is handled.
+  test::pipeline_fixture p{
+      {{"APP_RETRY_BACKOFF_DELAY", "10000"}, {"APP_PAYMENT_MAX_RETRIES", "0"}}};
+  auto product = p.product("4.00", 5);
+  const std::string scheduled_series = R"(pipeline_retries_scheduled_total{stage="pay"})";
+  const std::string duplicates_series =
+      R"(pipeline_messages_total{outcome="duplicate",stage="pay"})";
+  auto scheduled = metric(p.port(), scheduled_series);
+  p.gateway.control(R"({"failureRate":1})");
+  auto id = p.order_of(product, 1, "4.00", "4.00");
+  REQUIRE(eventually([&] { return metric(p.port(), scheduled_series) > scheduled; }));
+  REQUIRE(p.gateway.order(id, "chargeAttempts") == 1);
+
+  // The pay stage's message, delivered again (a rebalance, a producer retry).
+  test::kafka_test_consumer reserved("inventory.reserved");
+  auto events = reserved.wait_for_key(id, 1, 30s);
+  REQUIRE(events.size() == 1);
+  auto duplicates = metric(p.port(), duplicates_series);
+  test::produce_message("inventory.reserved", events[0]);
+  REQUIRE(eventually([&] { return metric(p.port(), duplicates_series) > duplicates; }));
+  CHECK(p.gateway.order(id, "chargeAttempts") == 1);
+  CHECK(p.status_of(id) == "INVENTORY_RESERVED");
+
+  p.gateway.control(R"({"failureRate":0})");
+  auto done = p.wait_final(id);
+  CHECK(done.status == "CONFIRMED");
+  CHECK(p.gateway.order(id, "chargeAttempts") == 2);
+  CHECK(p.gateway.order(id, "charges") == 1);
+  CHECK(p.charged_cents(id) == 400);
+}
+
 TEST_CASE("a gateway that never recovers cancels the order, returns its stock and dead-letters it",
           "[fault][retry][dlq]") {
   // This test is about the retries running out, so the circuit breaker is kept closed: the

@@ -27,7 +27,7 @@ namespace op::saga {
 using namespace orders;
 
 struct step_engine::locked_saga {
-  bool claimed = false;  // the event was new (always false without a claim)
+  bool retry_pending = false;  // a retry of the stage asked for waits for this order
   std::optional<saga_row> row;
 };
 
@@ -290,21 +290,16 @@ std::vector<step_engine::route> step_engine::routes_for_undeclared_steps(
 }
 
 void step_engine::prepare_statements(pqxx::connection& c) {
-  // Claims the events given ($3: the consumer, null for none), then locks the orders (each
-  // row is also its saga) in order id order and reads them with their items: one row per
-  // item. The claims are made before the locks (the one-time filter), as in every transaction
-  // that claims, and in event id order, so two transactions claiming the same events cannot
-  // deadlock.
+  // Locks the orders (each row is also its saga) in order id order and reads them with their
+  // items: one row per item. For a stage ($2; null for none) it also tells whether a retry of
+  // that stage is pending for the order: its row, not the message, is then what runs the step.
   c.prepare("saga_lock",
-            "WITH input AS (SELECT * FROM unnest($1::text[], $2::uuid[]) AS t(order_id, event_id)),"
-            " claim AS (INSERT INTO processed_events (consumer, event_id)"
-            " SELECT $3, event_id FROM input WHERE $3::text IS NOT NULL AND event_id IS NOT NULL"
-            " ORDER BY event_id ON CONFLICT DO NOTHING RETURNING event_id),"
-            " saga AS (SELECT * FROM orders WHERE order_id IN (SELECT order_id FROM input)"
-            " AND (SELECT count(*) FROM claim) >= 0 ORDER BY order_id FOR UPDATE)"
+            "WITH saga AS (SELECT * FROM orders WHERE order_id = ANY($1::text[])"
+            " ORDER BY order_id FOR UPDATE)"
             " SELECT " +
                 order_select_list +
-                ", coalesce(input.event_id IN (SELECT event_id FROM claim), false), status,"
+                ", $2::text IS NOT NULL AND EXISTS (SELECT 1 FROM stage_retries r"
+                " WHERE r.stage = $2 AND r.order_id = saga.order_id), status,"
                 " coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
                 " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
                 " WHERE l.id = saga.step_list), step_index, array_to_string(owed, ','),"
@@ -312,8 +307,7 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " coalesce(trace_id, ''),"
                 " extract(epoch FROM clock_timestamp() - step_started_at)::float8, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
-                " FROM saga JOIN input USING (order_id)"
-                " LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
+                " FROM saga LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
   // The orders' saga state and their history in one round trip ($7: the saga has ended);
   // answers each order's new updatedAt. Of the indexed columns the update changes only
   // finished_at, once, when the saga ends: every other step's update is HOT.
@@ -335,16 +329,16 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
                 iso_timestamp_sql("o.updated_at"));
   // A saga that waits for a step (by its place in its own list), with its order's total and
-  // payment method, when the event ($2, for the consumer $3) or the retry ($4 with $5
-  // attempts) was not applied yet.
+  // payment method, and whether a message of the step $2 would run it: a message when no retry
+  // of it is pending, a retry ($3 with $4 attempts) when it is still there.
   c.prepare("saga_awaiting",
             "SELECT " + order_select_list +
                 ", status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
                 " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
                 " WHERE l.id = o.step_list), step_index, array_to_string(owed, ','),"
-                " CASE WHEN $4::bigint IS NULL THEN NOT EXISTS (SELECT 1 FROM processed_events"
-                " WHERE consumer = $3 AND event_id = $2::uuid) ELSE EXISTS (SELECT 1 FROM"
-                " stage_retries WHERE id = $4 AND attempts = $5) END"
+                " CASE WHEN $3::bigint IS NULL THEN NOT EXISTS (SELECT 1 FROM stage_retries"
+                " WHERE stage = $2 AND order_id = $1) ELSE EXISTS (SELECT 1 FROM"
+                " stage_retries WHERE id = $3 AND attempts = $4) END"
                 " FROM orders o WHERE order_id = $1");
   c.prepare("saga_state",
             "SELECT status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
@@ -445,6 +439,23 @@ const step_engine::declared_step* step_engine::find_step(std::string_view name) 
   return nullptr;
 }
 
+bool step_engine::is_redelivery(const declared_step& step, const saga_state& state,
+                                bool retry_pending) const {
+  // The saga's own state is the record of what was applied, so no event ids are kept: the
+  // step has run when the saga no longer waits for it, and it runs again only from its retry
+  // while one is pending. A step whose effect may land late still hears of its order once the
+  // saga was cancelled: a success then is compensated.
+  // The pending retry is read in the lock statement's snapshot, from before any wait for the
+  // lock: if two replicas run the same message at once (a rebalance) and the first schedules a
+  // retry, the second runs the step again, as when it prepares twice: calls out are idempotent
+  // by order id, and the retry it finds later changes nothing once the saga moved on.
+  if (retry_pending)
+    return true;
+  if (awaited_step(definition(), state) == step.spec.name)
+    return false;
+  return !(step.definition.may_land_late && state.status == cancelled_status);
+}
+
 const std::string& step_engine::topic_of(std::string_view step) const {
   const auto* declared = find_step(step);
   if (!declared)
@@ -474,9 +485,7 @@ asio::awaitable<void> step_engine::run(declared_step& step, const kafka::consume
   // is new. A duplicate that slips through prepares twice: a remote call must be idempotent
   // by order id.
   std::optional<order_view> order;
-  std::function<void()> peek = [&] {
-    order = order_awaiting(name, envelope->order_id, envelope->event_id, retry);
-  };
+  std::function<void()> peek = [&] { order = order_awaiting(name, envelope->order_id, retry); };
   const std::string subject = "order " + envelope->order_id;
   try {
     if (!co_await while_unavailable(name, subject, peek))
@@ -527,7 +536,7 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
 
   std::string outcome = "skipped";
   const std::string order_id = envelope->order_id;
-  step_job job{stage, order_id, envelope->event_id, &message, retry, &effect};
+  step_job job{stage, order_id, &message, retry, &effect};
   std::function<asio::awaitable<void>()> work = [&]() -> asio::awaitable<void> {
     co_await step.batcher->run(job);
   };
@@ -574,7 +583,6 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
 
 std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
                                                       const std::string& order_id,
-                                                      const std::string& event_id,
                                                       const stage_retry* retry) {
   return pool_.with_connection([&](pqxx::connection& c) -> std::optional<order_view> {
     pqxx::nontransaction read(c);  // one statement: no BEGIN/COMMIT round trips
@@ -584,8 +592,8 @@ std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
       retry_id = retry->id;
       attempts = retry->attempts;
     }
-    auto rows = read.exec_prepared("saga_awaiting", order_id, event_id, std::string(stage),
-                                   retry_id, attempts);
+    auto rows =
+        read.exec_prepared("saga_awaiting", order_id, std::string(stage), retry_id, attempts);
     if (rows.empty() || !rows[0][17].as<bool>())
       return std::nullopt;
     const auto& r = rows[0];
@@ -603,30 +611,23 @@ std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
 }
 
 std::optional<saga_row> step_engine::lock_saga(pqxx::work& tx, const std::string& order_id) {
-  auto locked = claim_and_lock_sagas(tx, {}, {{order_id, std::nullopt}});
+  auto locked = lock_sagas(tx, {}, {order_id});
   if (locked.empty())
     return std::nullopt;
   return std::move(locked.begin()->second.row);
 }
 
-std::map<std::string, step_engine::locked_saga> step_engine::claim_and_lock_sagas(
-    pqxx::work& tx, std::string_view stage, const std::vector<lock_request>& requests) {
-  std::vector<std::string_view> order_ids;
-  std::vector<std::optional<std::string_view>> event_ids;
-  for (const auto& request : requests) {
-    order_ids.push_back(request.order_id);
-    event_ids.push_back(request.event_id);
-  }
-  std::optional<std::string> claimer;
+std::map<std::string, step_engine::locked_saga> step_engine::lock_sagas(
+    pqxx::work& tx, std::string_view stage, const std::vector<std::string_view>& order_ids) {
+  std::optional<std::string> retried_stage;
   if (!stage.empty())
-    claimer = std::string(stage);
+    retried_stage = std::string(stage);
   std::map<std::string, locked_saga> out;
-  for (const auto& r : tx.exec_prepared("saga_lock", pg::text_array(order_ids),
-                                        pg::nullable_text_array(event_ids), claimer)) {
+  for (const auto& r : tx.exec_prepared("saga_lock", pg::text_array(order_ids), retried_stage)) {
     auto [entry, first_row] = out.try_emplace(r[0].as<std::string>());
     auto& locked = entry->second;
     if (first_row) {
-      locked.claimed = r[11].as<bool>();
+      locked.retry_pending = r[11].as<bool>();
       saga_row row;
       row.order = read_order_columns(r);
       row.order_id = entry->first;
@@ -807,25 +808,22 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
   const auto& step = step_named(stage);
   pqxx::work tx(c);
   std::vector<step_job*> taken;
-  std::vector<lock_request> requests;
-  std::set<std::string_view> orders;
+  std::vector<std::string_view> order_ids;
   for (auto* job : jobs) {
-    if (!orders.insert(job->order_id).second)
+    if (std::find(order_ids.begin(), order_ids.end(), job->order_id) != order_ids.end())
       throw std::logic_error("order " + job->order_id + " twice in one batch");  // run alone
-    if (job->retry) {
-      // The event id was claimed when the retry was scheduled; the retry's row is the claim.
-      if (tx.exec_prepared("saga_take_retry", job->retry->id, job->retry->attempts)
-              .affected_rows() == 0) {
-        job->outcome = "duplicate";
-        continue;
-      }
-      requests.push_back({job->order_id, std::nullopt});
-    } else {
-      requests.push_back({job->order_id, job->event_id});
+    // A retry runs only while its row is there, and takes it: a second run of the same retry
+    // (its lease ran out while the first still ran) changes nothing.
+    if (job->retry &&
+        tx.exec_prepared("saga_take_retry", job->retry->id, job->retry->attempts).affected_rows() ==
+            0) {
+      job->outcome = "duplicate";
+      continue;
     }
+    order_ids.push_back(job->order_id);
     taken.push_back(job);
   }
-  auto locked = claim_and_lock_sagas(tx, stage, requests);
+  auto locked = lock_sagas(tx, stage, order_ids);
   std::vector<std::pair<step_job*, const saga_row*>> steps;
   std::vector<const saga_row*> rows;
   step_writes writes;
@@ -836,11 +834,6 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
       job->outcome = "skipped";
       continue;
     }
-    if (!job->retry && !it->second.claimed) {
-      logger->debug("{}: order {}: already handled", stage, job->order_id);
-      job->outcome = "duplicate";
-      continue;
-    }
     const auto& row = *it->second.row;
     if (!is_part_of(row.state, stage)) {
       // The saga started under a release without this step: it keeps its own list, so the
@@ -848,6 +841,11 @@ void step_engine::apply_steps_once(pqxx::connection& c, const std::vector<step_j
       logger->info("{}: order {} started without this step; passed on", stage, job->order_id);
       writes.passed_on.emplace_back(&row, &step);
       job->outcome = "passed_on";
+      continue;
+    }
+    if (is_redelivery(step, row.state, job->retry == nullptr && it->second.retry_pending)) {
+      logger->debug("{}: order {}: already handled", stage, job->order_id);
+      job->outcome = "duplicate";
       continue;
     }
     steps.emplace_back(job, &row);

@@ -168,13 +168,12 @@ class step_engine final : public orders::order_cancellation {
   void abandon_waiting_steps() { abandoning_ = true; }
 
  private:
-  // One message's step, waiting for or running in a batch of its stage. The step marks its
-  // message as taken, so a redelivery changes nothing: by recording the event id for its
-  // consumer or, for a scheduled retry, by deleting the retry's row.
+  // One message's step, waiting for or running in a batch of its stage. A redelivery changes
+  // nothing: the saga's state shows the step done, and a scheduled retry's row is taken by the
+  // one run it allows (is_redelivery).
   struct step_job {
     std::string_view stage;
     std::string order_id;
-    std::string event_id;
     const kafka::consumed_message* message;
     const stage_retry* retry;
     const step_effect* effect;
@@ -189,10 +188,6 @@ class step_engine final : public orders::order_cancellation {
   };
   // What a transaction writes once every step has decided.
   struct step_writes;
-  struct lock_request {
-    std::string_view order_id;
-    std::optional<std::string_view> event_id;  // claimed for the stage when set
-  };
   struct locked_saga;
 
   asio::awaitable<bool> while_unavailable(std::string_view stage, const std::string& subject,
@@ -209,10 +204,12 @@ class step_engine final : public orders::order_cancellation {
   // (or retry) was not applied yet: a step that prepares (calls out) only does so then.
   std::optional<orders::order_view> order_awaiting(std::string_view stage,
                                                    const std::string& order_id,
-                                                   const std::string& event_id,
                                                    const stage_retry* retry);
   declared_step& step_named(std::string_view name);
   const declared_step* find_step(std::string_view name) const;
+  // The message of `step` for an order in `state` was applied already, or a pending retry of
+  // the step (`retry_pending`, for a message that is not that retry) is what runs it next.
+  bool is_redelivery(const declared_step& step, const saga_state& state, bool retry_pending) const;
   // Applies the steps of one batch in one transaction and sets each job's outcome.
   void apply_steps(const std::vector<step_job*>& jobs);
   void apply_steps_once(pqxx::connection& c, const std::vector<step_job*>& jobs, bool under_lock);
@@ -230,10 +227,10 @@ class step_engine final : public orders::order_cancellation {
                const std::optional<std::string>& order_id, const std::string& error_class,
                const std::string& error, int attempts, const stage_retry* retry);
   std::optional<saga_row> lock_saga(pqxx::work& tx, const std::string& order_id);
-  // Claims the events given for `stage` (none when empty) and locks and reads the sagas with
-  // their orders, in order id order, all in one statement. Keyed by order id.
-  std::map<std::string, locked_saga> claim_and_lock_sagas(
-      pqxx::work& tx, std::string_view stage, const std::vector<lock_request>& requests);
+  // Locks and reads the sagas with their orders, in order id order, in one statement, with
+  // whether a retry of `stage` (none when empty) is pending for each. Keyed by order id.
+  std::map<std::string, locked_saga> lock_sagas(pqxx::work& tx, std::string_view stage,
+                                                const std::vector<std::string_view>& order_ids);
   // Applies `event` to the locked saga; what it changes is added to `writes`, the commands
   // are carried out in the scope. Returns the outcome.
   std::string transition(transaction_scope& scope, std::string_view caller, const saga_row& row,
