@@ -78,7 +78,9 @@ orders::retry_policy retry_policy_of(const config::app_config& c) {
 
 saga::engine_settings saga_settings_of(const config::app_config& c) {
   saga::engine_settings s;
+  s.order_placed_topic = c.kafka.order_placed.name;
   s.order_failed_topic = c.kafka.order_failed.name;
+  s.republish_after = c.saga.republish_after;
   s.conflict_retry = retry_policy_of(c);
   return s;
 }
@@ -94,10 +96,10 @@ resilience::circuit_breaker::settings breaker_settings(const config::circuit_bre
 //   retry waits in stage_retries for a replica that runs pay (it has the payment gateway);
 // - the refunds only where pay runs: they call the payment gateway too; requests for them
 //   wait in the payments table meanwhile;
-// - on every replica: the outbox relay (the API writes orders.placed events, the stages the
-//   next ones, the sweeper and DLQ replays theirs), the deadline sweeper and the queued DLQ
-//   replays (PostgreSQL only; they must go on while a stage has no replica at all), the
-//   migrations and the creation of every configured topic.
+// - on every replica: the outbox relay (the stages' final events, the sweeper's, the events
+//   sent again for stalled orders, dead letters and replays), the deadline sweeper and the
+//   queued DLQ replays (PostgreSQL only; they must go on while a stage has no replica at
+//   all), the migrations and the creation of every configured topic.
 const char* const payment_stage = "pay";
 
 // How long after its commit the relay may publish an event the writer publishes itself

@@ -8,6 +8,7 @@
 #include <rapidjson/document.h>
 
 #include <catch2/catch.hpp>
+#include <pqxx/pqxx>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -280,6 +281,73 @@ TEST_CASE("a retry pending when the replica is killed is carried out by the next
   CHECK(done.status == "CONFIRMED");
   CHECK(p.gateway.order(id, "charges") == 1);
   CHECK(p.charged_cents(id) == 800);
+}
+
+TEST_CASE("orders whose next event was lost are sent on after app.saga.republish-after",
+          "[fault][republish]") {
+  // A running saga's events go to Kafka right after the commit, without an outbox row. Two
+  // orders are written as a replica that crashed before Kafka took their events leaves them:
+  // one placed, one with its stock reserved, and neither event in Kafka.
+  test::pipeline_fixture p{{{"APP_SAGA_REPUBLISH_AFTER", "2000"}}};
+  auto product = p.product("6.00", 5);
+  const auto placed = test::unique_name("ORD-LOST-PLACED");
+  const auto reserved = test::unique_name("ORD-LOST-RESERVED");
+  {
+    pqxx::connection db(test::db_url());
+    pqxx::work tx(db);
+    auto list = tx.exec1(
+                      "SELECT id FROM saga_step_lists"
+                      " WHERE steps = '{validate,reserve,pay,confirm}'")[0]
+                    .as<int>();
+    auto write_order = [&](const std::string& id, const std::string& status, int step_index,
+                           const std::string& owed, int history) {
+      tx.exec_params(
+          "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status,"
+          " created_at, updated_at, step_list, step_index, owed, step_started_at)"
+          " VALUES ($1, $2, 'pm_card_visa', 600, $3, now() - interval '5 seconds',"
+          " now() - interval '5 seconds', $4, $5, $6::text[], now() - interval '5 seconds')",
+          id, p.customer, status, list, step_index, owed);
+      tx.exec_params(
+          "INSERT INTO order_items (order_id, line_no, product_id, product_name,"
+          " quantity, price_cents) VALUES ($1, 1, $2, 'Widget', 1, 600)",
+          id, product);
+      const char* statuses[] = {"PLACED", "VALIDATED", "INVENTORY_RESERVED"};
+      for (int seq = 1; seq <= history; ++seq)
+        tx.exec_params("INSERT INTO order_events (order_id, seq, status) VALUES ($1, $2, $3)", id,
+                       seq, statuses[seq - 1]);
+    };
+    write_order(placed, "PLACED", 0, "{}", 1);
+    write_order(reserved, "INVENTORY_RESERVED", 2, "{reserve}", 3);
+    tx.exec_params(
+        "UPDATE products SET available = available - 1, reserved = reserved + 1"
+        " WHERE product_id = $1",
+        product);
+    tx.commit();
+  }
+
+  CHECK(p.wait_final(placed).status == "CONFIRMED");
+  CHECK(p.wait_final(reserved).status == "CONFIRMED");
+  CHECK(p.gateway.order(placed, "charges") == 1);
+  CHECK(p.gateway.order(reserved, "charges") == 1);
+  CHECK(p.charged_cents(reserved) == 600);
+  auto stock = test::get_stock(p.port(), product);
+  CHECK(stock.available == 3);
+  CHECK(stock.reserved == 0);
+  CHECK(stock.sold == 2);
+  CHECK(p.metric(R"(saga_events_republished_total{step="validate"})") >= 1);
+  CHECK(p.metric(R"(saga_events_republished_total{step="pay"})") >= 1);
+
+  // What was sent again is the event the step consumes, as the writer would have sent it.
+  test::kafka_test_consumer placed_topic("orders.placed");
+  auto events = placed_topic.wait_for_key(placed, 1, 30s);
+  REQUIRE(events.size() >= 1);
+  rapidjson::Document event;
+  event.Parse(events[0].value.c_str());
+  REQUIRE(event.IsObject());
+  CHECK(std::string(event["eventType"].GetString()) == "OrderPlaced");
+  CHECK(std::string(event["payload"]["status"].GetString()) == "PLACED");
+  CHECK(std::string(event["payload"]["orderId"].GetString()) == placed);
+  CHECK(event["payload"]["items"].GetArray().Size() == 1);
 }
 
 TEST_CASE("a saga past its payment deadline is cancelled by a freshly started replica",

@@ -145,8 +145,8 @@ placement_result pg_order_repository::place(const new_order& order,
 }
 
 namespace {
-// Stored by reference, as a step's events are: the relay renders the order as placed. The
-// payload is for publishing right after the commit.
+// Sent right after the commit, without an outbox row; stored (by reference: the relay renders
+// the order as placed) only where no after-commit publisher sends it.
 outbox::message placed_event(const std::string& topic, const new_order& order) {
   const auto& d = order.draft;
   // createdAt to the millisecond, as the row reads back: the last three digits before the Z.
@@ -239,11 +239,13 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                      pg::text_array(item_orders), pg::integer_array(lines),
                      pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
                      pg::integer_array(prices), step_list_.load(), pg::text_array(created_ats));
-    auto stored = outbox::append_all(
-        tx, events, publisher_ ? std::optional(publisher_->relay_after()) : std::nullopt);
+    // With the after-commit publisher, the placed event has no outbox row: the order waits
+    // for its first step, and the saga's republish_stalled sends it again if it is lost.
+    if (!publisher_)
+      outbox::append_all(tx, events);
     tx.commit();
     if (publisher_)
-      publisher_->publish(events, stored);
+      publisher_->publish_unstored(events);
     for (auto* job : jobs)
       job->result = {placement_result::kind::created, job->order->order_id,
                      job->order->response_body};

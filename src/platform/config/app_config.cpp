@@ -144,6 +144,10 @@ std::vector<key_spec> build_key_table(const std::vector<step_keys>& added_steps)
       {"app.saga.deadline.payment", "120000", {}, "ms an order may wait for its payment"},
       {"app.saga.deadline.confirmation", "300000", {}, "ms an order may wait for confirmation"},
       {"app.saga.sweep-interval", "1000", {}, "ms between scans for sagas past their deadline"},
+      {"app.saga.republish-after",
+       "30000",
+       {},
+       "ms an order waits at a step before the event that starts it is sent again"},
       {"app.dlq.replay-rate", "50", {}, "messages per second a bulk DLQ replay re-injects at most"},
       {"app.retention.interval", "60000", {}, "ms between passes of the retention job"},
       {"app.retention.event-claims-hours",
@@ -490,6 +494,7 @@ app_config build(const YAML::Node& root, const env_lookup& env,
   c.saga.payment_deadline = r.millis("app.saga.deadline.payment", 100, 86'400'000);
   c.saga.confirmation_deadline = r.millis("app.saga.deadline.confirmation", 100, 86'400'000);
   c.saga.sweep_interval = r.millis("app.saga.sweep-interval", 10, 600'000);
+  c.saga.republish_after = r.millis("app.saga.republish-after", 1000, 86'400'000);
   c.dlq.replay_rate = static_cast<int>(r.integer("app.dlq.replay-rate", 1, 100'000));
   c.retention.interval = r.millis("app.retention.interval", 1000, 86'400'000);
   c.retention.event_claims =

@@ -116,6 +116,7 @@ struct saga_config {
   milliseconds confirmation_deadline{300000};
   std::map<std::string, milliseconds> step_deadlines;  // of the steps a program added
   milliseconds sweep_interval{1000};
+  milliseconds republish_after{30000};
 };
 
 // How long transient rows are kept before the retention job deletes them.

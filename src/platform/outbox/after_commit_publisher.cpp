@@ -1,5 +1,12 @@
 #include "platform/outbox/after_commit_publisher.hpp"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+#include <ctime>
 #include <memory>
 #include <pqxx/pqxx>
 
@@ -89,6 +96,58 @@ void after_commit_publisher::publish(const std::vector<message>& messages,
     static auto& left = counter("left_to_relay");
     sent.inc(static_cast<double>(acknowledged));
     left.inc(static_cast<double>(ids.size() - acknowledged));
+  });
+}
+
+namespace {
+
+// The envelope's occurredAt: RFC 3339 in UTC, to the millisecond, as the outbox renders it.
+std::string utc_now_millis() {
+  auto now = std::chrono::system_clock::now();
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", tm, millis.count());
+}
+
+std::string new_event_id() {
+  thread_local boost::uuids::random_generator generate;
+  return boost::uuids::to_string(generate());
+}
+
+}  // namespace
+
+void after_commit_publisher::publish_unstored(const std::vector<message>& messages) {
+  if (messages.empty())
+    return;
+  std::vector<kafka::outgoing_message> out;
+  out.reserve(messages.size());
+  const auto occurred_at = utc_now_millis();
+  for (const auto& m : messages)
+    out.push_back(kafka_message(m, new_event_id(), occurred_at));
+  const auto count = static_cast<std::int64_t>(messages.size());
+  in_flight_ += count;
+  producer_.send_async(out, [this, count](std::vector<bool> delivered) {
+    in_flight_ -= count;
+    auto counter = [](const char* outcome) -> metrics::counter& {
+      return metrics::global().get_counter(
+          "outbox_events_sent_without_row_total",
+          "A running saga's events sent right after the commit without an outbox row: "
+          "acknowledged by Kafka, or lost (sent again once the order's step is overdue).",
+          {{"outcome", outcome}});
+    };
+    static auto& sent = counter("acknowledged");
+    static auto& lost = counter("lost");
+    auto acknowledged = std::count(delivered.begin(), delivered.end(), true);
+    sent.inc(static_cast<double>(acknowledged));
+    lost.inc(static_cast<double>(count - acknowledged));
+    if (acknowledged < count)
+      log::get("outbox")->warn(
+          "{} events without an outbox row not acknowledged by Kafka: their orders' steps are "
+          "sent again once overdue",
+          count - acknowledged);
   });
 }
 

@@ -41,6 +41,10 @@ class after_commit_publisher {
 
   // Sends the rows of a committed transaction, in their order; never blocks on Kafka.
   void publish(const std::vector<message>& messages, const std::vector<stored_message>& rows);
+  // Sends messages of a committed transaction that have no outbox row, each with a new event
+  // id: what the writer can send again from its own rows if Kafka never acknowledges them (a
+  // running saga's next event: step_engine::republish_stalled). Never blocks on Kafka.
+  void publish_unstored(const std::vector<message>& messages);
 
  private:
   void run();

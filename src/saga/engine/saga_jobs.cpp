@@ -78,6 +78,7 @@ void saga_jobs::sweep_deadlines() {
     try {
       while (!stopping_ && stages_.expire_overdue(100) > 0) {
       }
+      stages_.republish_stalled(500);
     } catch (const std::exception& e) {
       logger->warn("deadline sweeper: {}", e.what());
     }

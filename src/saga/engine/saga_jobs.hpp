@@ -3,7 +3,8 @@
 // - the retry scheduler runs the steps whose retry is due (stage_retries), of the stages this
 //   replica runs only (a pay retry needs the payment gateway; another replica's stage may
 //   need what this one lacks), so a retry waits in the table until such a replica takes it;
-// - the deadline sweeper compensates sagas stuck in a step past its deadline;
+// - the deadline sweeper compensates sagas stuck in a step past its deadline, and sends again
+//   the event that starts the step of orders waiting at it too long (a lost event);
 // - the DLQ replayer re-injects entries queued by a bulk replay, at most replay_rate per second.
 // Rows are claimed with FOR UPDATE SKIP LOCKED, so replicas share the work without doing any
 // of it twice. Each loop has its own thread; a database outage only makes them wait.

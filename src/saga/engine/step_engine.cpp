@@ -52,6 +52,7 @@ using std::chrono::milliseconds;
 const char* const deadline_caller = "deadline";
 const char* const cancel_caller = "cancel";
 
+const char* const order_placed_event_type = "OrderPlaced";
 const char* const order_failed_event_type = "OrderFailed";
 
 // Step names and the owed list are stored as text[]; names are [a-z][a-z0-9_-]*, so a comma
@@ -98,6 +99,13 @@ metrics::counter& deadline_counter(const std::string& step) {
   return metrics::global().get_counter("saga_deadlines_expired_total",
                                        "Sagas compensated because a step passed its deadline.",
                                        {{"step", step}});
+}
+
+metrics::counter& republished_counter(const std::string& step) {
+  return metrics::global().get_counter(
+      "saga_events_republished_total",
+      "Events sent again for orders waiting at a step too long (a lost event), by that step.",
+      {{"step", step}});
 }
 
 metrics::counter& retries_counter(std::string_view stage) {
@@ -238,6 +246,7 @@ void step_engine::seal() {
     if (!spec.failure_reason.empty())
       cancelled_counter(spec.failure_reason);
     deadline_counter(spec.name);
+    republished_counter(spec.name);
     retries_counter(spec.name);
   }
 }
@@ -381,6 +390,20 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " AND o.created_at < now() - make_interval(secs => $6::float8)"
             " AND o.status = ANY($4::text[]) AND o.step_started_at < now() - make_interval(secs =>"
             " coalesce(d.seconds, $3::float8)) ORDER BY o.step_started_at LIMIT $5");
+  // Running orders at one step longer than $1 seconds, without a pending retry (that runs the
+  // step instead), longest waiting first; nothing at all while another replica does this.
+  c.prepare("saga_stalled",
+            "SELECT o.order_id, o.status, coalesce(o.cancel_reason, ''),"
+            " coalesce(o.cancel_detail, ''), (SELECT array_to_string(l.steps, ',')"
+            " FROM saga_step_lists l WHERE l.id = o.step_list), o.step_index,"
+            " array_to_string(o.owed, ','), " +
+                iso_timestamp_sql("o.updated_at") +
+                ", coalesce(o.trace_id, '') FROM orders o"
+                " WHERE pg_try_advisory_xact_lock(hashtext('order-pipeline.republish'))"
+                " AND o.finished_at IS NULL AND o.created_at < now() - make_interval(secs => $1)"
+                " AND o.step_started_at < now() - make_interval(secs => $1) AND NOT EXISTS"
+                " (SELECT 1 FROM stage_retries r WHERE r.order_id = o.order_id)"
+                " ORDER BY o.step_started_at LIMIT $2");
 }
 
 double step_engine::unit_random() {
@@ -711,10 +734,14 @@ std::string step_engine::transition(transaction_scope& scope, std::string_view c
 
 void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes) {
   auto& tx = scope.tx();
-  std::vector<outbox::message> events;
-  // The order as an event publishes it, after this step.
+  // A running saga's next event needs no outbox row when it is sent right after the commit:
+  // if Kafka never takes it (a crash, an outage), the order waits at the step that event
+  // starts, and republish_stalled sends it again from the order's row. An ended saga's event
+  // (and every event without the after-commit publisher) is stored: nothing waits for it.
+  std::vector<outbox::message> events, unstored;
   auto publish = [&](const saga_row& row, const saga_state& state, const std::string& updated_at,
                      const std::string& topic, const std::string& event_type) {
+    auto& out = publisher_ && !is_ended(state) ? unstored : events;
     auto order = row.order;
     order.status = state.status;
     order.cancel_reason = state.reason;
@@ -722,15 +749,15 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
     if (!updated_at.empty())
       order.updated_at = updated_at;
     // The row holds a reference; the payload is for publishing right after the commit.
-    events.push_back({topic,
-                      row.order_id,
-                      event_type,
-                      row.order_id,
-                      order_json(order),
-                      row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id),
-                      {},
-                      std::nullopt,
-                      order_payload_reference(order)});
+    out.push_back({topic,
+                   row.order_id,
+                   event_type,
+                   row.order_id,
+                   order_json(order),
+                   row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id),
+                   {},
+                   std::nullopt,
+                   order_payload_reference(order)});
   };
   std::map<std::string, std::string, std::less<>> updated_at;
   if (!writes.sagas.empty()) {
@@ -776,8 +803,10 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
       tx, events, publisher_ ? std::optional(publisher_->relay_after()) : std::nullopt);
   scope.before_commit();
   tx.commit();
-  if (publisher_)
+  if (publisher_) {
     publisher_->publish(events, stored);
+    publisher_->publish_unstored(unstored);
+  }
   for (const auto& [state, age_seconds] : writes.finals)
     record_final(state, age_seconds);
 }
@@ -1120,6 +1149,71 @@ int step_engine::expire_overdue(int limit) {
     });
   }
   return expired;
+}
+
+int step_engine::republish_stalled(int limit) {
+  using clock = std::chrono::steady_clock;
+  const auto now = clock::now();
+  const auto after = settings_.republish_after;
+  std::erase_if(republished_, [&](const auto& entry) { return now - entry.second > 10 * after; });
+  std::vector<outbox::message> events;
+  std::vector<std::string> steps;
+  pool_.with_connection([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    const double seconds = std::chrono::duration<double>(after).count();
+    for (const auto& r : tx.exec_prepared("saga_stalled", seconds, limit)) {
+      const auto order_id = r[0].as<std::string>();
+      if (auto last = republished_.find(order_id);
+          last != republished_.end() && now - last->second < after)
+        continue;
+      saga_state state;
+      state.status = r[1].as<std::string>();
+      state.reason = r[2].as<std::string>();
+      state.detail = r[3].as<std::string>();
+      state.steps = split_names(r[4].is_null() ? "" : r[4].as<std::string>());
+      state.position = r[5].as<std::size_t>();
+      state.owed = split_names(r[6].as<std::string>());
+      // The event the awaited step consumes in this program: its predecessor's, or the
+      // placement's. (A saga waiting for a step no release here declares is its deadline's.)
+      auto awaited = awaited_step(definition(), state);
+      auto at = std::find_if(steps_.begin(), steps_.end(), [&](const auto& step) {
+        return awaited && step->spec.name == *awaited;
+      });
+      if (at == steps_.end())
+        continue;
+      const bool first = at == steps_.begin();
+      order_view order;
+      order.order_id = order_id;
+      order.status = state.status;
+      order.cancel_reason = state.reason;
+      order.cancel_detail = state.detail;
+      order.updated_at = r[7].as<std::string>();
+      const auto trace_id = r[8].as<std::string>();
+      events.push_back({first ? settings_.order_placed_topic : (*std::prev(at))->spec.topic,
+                        order_id,
+                        first ? order_placed_event_type : (*std::prev(at))->spec.event_type,
+                        order_id,
+                        "",
+                        trace_id.empty() ? "" : log::make_traceparent(trace_id),
+                        {},
+                        std::nullopt,
+                        order_payload_reference(order)});
+      steps.push_back(*awaited);
+      republished_[order_id] = now;
+    }
+    // The relay publishes them at once; the payload is rendered from the order's row.
+    outbox::append_all(tx, events);
+    tx.commit();
+  });
+  auto logger = log::get("saga");
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    republished_counter(steps[i]).inc();
+    logger->debug("order {}: the event of its {} step sent again", events[i].key, steps[i]);
+  }
+  if (!events.empty())
+    logger->warn("{} orders waited over {} ms at a step: the events that start it sent again",
+                 events.size(), after.count());
+  return static_cast<int>(events.size());
 }
 
 cancellation step_engine::cancel(const std::string& order_id) {

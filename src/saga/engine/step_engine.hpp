@@ -63,7 +63,11 @@ class after_commit_publisher;
 namespace op::saga {
 
 struct engine_settings {
+  std::string order_placed_topic = "orders.placed";
   std::string order_failed_topic = "orders.failed";
+  // How long an order may wait at a step before republish_stalled sends the event that
+  // starts the step again (it was sent without an outbox row and may be lost).
+  std::chrono::milliseconds republish_after{30000};
   // Group commit: at most this many messages per transaction, and this many transactions of
   // one stage at a time. One: under load, what arrives while a stage's transaction runs waits
   // for the next one, so batches grow instead of transactions multiplying; at 500 orders/s
@@ -157,6 +161,12 @@ class step_engine final : public orders::order_cancellation {
                                   const std::vector<std::string>& runnable);
   // Compensates up to `limit` sagas past their step's deadline; returns how many.
   int expire_overdue(int limit);
+  // Sends again, through the outbox, the event that starts the awaited step of up to `limit`
+  // running orders waiting at it longer than republish_after without a pending retry: a running
+  // saga's events are sent without an outbox row, so this is how one lost in a crash or an
+  // outage is found. An order is sent again at most once per republish_after by a replica;
+  // one replica at a time does it. Returns how many. For the sweeper's thread only.
+  int republish_stalled(int limit);
   // Retries waiting in stage_retries, for the metrics.
   std::int64_t pending_retries();
 
@@ -252,6 +262,8 @@ class step_engine final : public orders::order_cancellation {
   std::optional<saga_definition> definition_;
   refund_query refund_requested_;
   std::atomic<bool> abandoning_{false};
+  // When this replica last sent each stalled order's event again (republish_stalled).
+  std::map<std::string, std::chrono::steady_clock::time_point> republished_;
 };
 
 }  // namespace op::saga
