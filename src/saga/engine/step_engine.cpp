@@ -77,6 +77,19 @@ std::vector<std::string> split_names(const std::string& joined) {
   return out;
 }
 
+// A saga's state as the statements below select it, from column `first` on: status, cancel
+// reason, cancel detail, the step list, the step's place in it, the compensations owed.
+saga_state read_saga_state(const pqxx::row& r, int first) {
+  saga_state state;
+  state.status = r[first].as<std::string>();
+  state.reason = r[first + 1].as<std::string>();
+  state.detail = r[first + 2].as<std::string>();
+  state.steps = split_names(r[first + 3].is_null() ? "" : r[first + 3].as<std::string>());
+  state.position = r[first + 4].as<std::size_t>();
+  state.owed = split_names(r[first + 5].as<std::string>());
+  return state;
+}
+
 void count_message(std::string_view stage, const std::string& outcome, double seconds) {
   auto& registry = metrics::global();
   registry
@@ -620,14 +633,7 @@ std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
     if (rows.empty() || !rows[0][17].as<bool>())
       return std::nullopt;
     const auto& r = rows[0];
-    saga_state state;
-    state.status = r[11].as<std::string>();
-    state.reason = r[12].as<std::string>();
-    state.detail = r[13].as<std::string>();
-    state.steps = split_names(r[14].is_null() ? "" : r[14].as<std::string>());
-    state.position = r[15].as<std::size_t>();
-    state.owed = split_names(r[16].as<std::string>());
-    if (awaited_step(definition(), state) != stage)
+    if (awaited_step(definition(), read_saga_state(r, 11)) != stage)
       return std::nullopt;
     return read_order_columns(r);
   });
@@ -654,12 +660,7 @@ std::map<std::string, step_engine::locked_saga> step_engine::lock_sagas(
       saga_row row;
       row.order = read_order_columns(r);
       row.order_id = entry->first;
-      row.state.status = r[12].as<std::string>();
-      row.state.reason = r[13].as<std::string>();
-      row.state.detail = r[14].as<std::string>();
-      row.state.steps = split_names(r[15].is_null() ? "" : r[15].as<std::string>());
-      row.state.position = r[16].as<std::size_t>();
-      row.state.owed = split_names(r[17].as<std::string>());
+      row.state = read_saga_state(r, 12);
       row.age_seconds = r[18].as<double>();
       row.trace_id = r[19].as<std::string>();
       row.step_age_seconds = r[20].as<double>();
@@ -1046,13 +1047,7 @@ asio::awaitable<void> step_engine::run_retry(const stage_retry& retry,
           ended = true;
           return;
         }
-        saga_state state;
-        state.status = rows[0][0].as<std::string>();
-        state.reason = rows[0][1].as<std::string>();
-        state.detail = rows[0][2].as<std::string>();
-        state.steps = split_names(rows[0][3].is_null() ? "" : rows[0][3].as<std::string>());
-        state.position = rows[0][4].as<std::size_t>();
-        state.owed = split_names(rows[0][5].as<std::string>());
+        const auto state = read_saga_state(rows[0], 0);
         ended = is_ended(state);
         awaited = awaited_step(definition(), state);
       });
@@ -1166,13 +1161,7 @@ int step_engine::republish_stalled(int limit) {
       if (auto last = republished_.find(order_id);
           last != republished_.end() && now - last->second < after)
         continue;
-      saga_state state;
-      state.status = r[1].as<std::string>();
-      state.reason = r[2].as<std::string>();
-      state.detail = r[3].as<std::string>();
-      state.steps = split_names(r[4].is_null() ? "" : r[4].as<std::string>());
-      state.position = r[5].as<std::size_t>();
-      state.owed = split_names(r[6].as<std::string>());
+      const auto state = read_saga_state(r, 1);
       // The event the awaited step consumes in this program: its predecessor's, or the
       // placement's. (A saga waiting for a step no release here declares is its deadline's.)
       auto awaited = awaited_step(definition(), state);
