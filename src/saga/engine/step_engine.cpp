@@ -742,14 +742,16 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
   std::vector<outbox::message> events, unstored;
   auto publish = [&](const saga_row& row, const saga_state& state, const std::string& updated_at,
                      const std::string& topic, const std::string& event_type) {
-    auto& out = publisher_ && !is_ended(state) ? unstored : events;
+    const bool stored = !publisher_ || is_ended(state);
+    auto& out = stored ? events : unstored;
     auto order = row.order;
     order.status = state.status;
     order.cancel_reason = state.reason;
     order.cancel_detail = state.detail;
     if (!updated_at.empty())
       order.updated_at = updated_at;
-    // The row holds a reference; the payload is for publishing right after the commit.
+    // A row holds a reference the relay renders; the payload is for publishing right after
+    // the commit (an event without a row needs only the payload).
     out.push_back({topic,
                    row.order_id,
                    event_type,
@@ -758,7 +760,7 @@ void step_engine::write_and_commit(transaction_scope& scope, step_writes& writes
                    row.trace_id.empty() ? "" : log::make_traceparent(row.trace_id),
                    {},
                    std::nullopt,
-                   order_payload_reference(order)});
+                   stored ? std::optional(order_payload_reference(order)) : std::nullopt});
   };
   std::map<std::string, std::string, std::less<>> updated_at;
   if (!writes.sagas.empty()) {
