@@ -122,7 +122,8 @@ struct application::parts {
                std::chrono::milliseconds(20),
                {{orders::order_payload_renderer, orders::render_order_payloads}}},
               producer),
-        after_commit(c.database.url, c.kafka.bootstrap_servers, relay_after_commit),
+        after_commit(c.database.url, c.kafka.bootstrap_servers, relay_after_commit,
+                     c.saga.republish_after),
         orders(pool, c.kafka.order_placed.name),
         customers(pool),
         products(pool),
@@ -454,7 +455,9 @@ int application::run() {
     std::vector<std::string> written_topics;
     for (const auto& t : c.kafka.all_topics())
       written_topics.push_back(t.name);
-    for (auto* producer_of : {&p.producer, &p.after_commit.producer()})
+    auto producers = p.after_commit.producers();
+    producers.push_back(&p.producer);
+    for (auto* producer_of : producers)
       if (auto unknown = producer_of->prepare_topics(written_topics, 5s); !unknown.empty())
         logger->warn("no metadata yet for {}: their first events may wait for it",
                      fmt::join(unknown, ", "));

@@ -39,10 +39,12 @@ class pqxx_connection_holder {
 
 after_commit_publisher::after_commit_publisher(std::string conninfo,
                                                const std::string& bootstrap_servers,
-                                               std::chrono::milliseconds relay_after)
+                                               std::chrono::milliseconds relay_after,
+                                               std::chrono::milliseconds unstored_timeout)
     : conninfo_(std::move(conninfo)),
       relay_after_(relay_after),
-      producer_(bootstrap_servers, relay_after, std::chrono::milliseconds(1)) {}
+      producer_(bootstrap_servers, relay_after, std::chrono::milliseconds(1)),
+      unstored_producer_(bootstrap_servers, unstored_timeout, std::chrono::milliseconds(1)) {}
 
 after_commit_publisher::~after_commit_publisher() {
   stop(std::chrono::milliseconds(0));
@@ -129,7 +131,7 @@ void after_commit_publisher::publish_unstored(const std::vector<message>& messag
     out.push_back(kafka_message(m, new_event_id(), occurred_at));
   const auto count = static_cast<std::int64_t>(messages.size());
   in_flight_ += count;
-  producer_.send_async(out, [this, count](std::vector<bool> delivered) {
+  unstored_producer_.send_async(out, [this, count](std::vector<bool> delivered) {
     in_flight_ -= count;
     auto counter = [](const char* outcome) -> metrics::counter& {
       return metrics::global().get_counter(
@@ -181,10 +183,12 @@ void after_commit_publisher::run() {
   while (!stopping_) {
     // Delivery reports arrive here; deletes go out in one statement per round.
     producer_.poll(std::chrono::milliseconds(5));
+    unstored_producer_.poll(std::chrono::milliseconds(0));
     if (!delete_acknowledged(db))
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   producer_.poll(std::chrono::milliseconds(0));
+  unstored_producer_.poll(std::chrono::milliseconds(0));
   delete_acknowledged(db);
 }
 

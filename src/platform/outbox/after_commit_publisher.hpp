@@ -8,6 +8,12 @@
 // away) the relay publishes instead: nothing is lost, and a row both send is a duplicate with
 // the same event id, which consumers drop. Its producer gives a message up after the same
 // time, so the two rarely overlap.
+//
+// Events without a row (publish_unstored) have no relay behind them: only their writer can send
+// them again, and only once the order has waited `unstored_timeout` (the saga's
+// republish-after). So they go through a second producer that keeps trying that long: a slow
+// moment of Kafka (its first seconds after a start, a leader moving) delays them instead of
+// losing them for that long.
 
 #include <atomic>
 #include <chrono>
@@ -25,15 +31,16 @@ namespace op::outbox {
 class after_commit_publisher {
  public:
   after_commit_publisher(std::string conninfo, const std::string& bootstrap_servers,
-                         std::chrono::milliseconds relay_after);
+                         std::chrono::milliseconds relay_after,
+                         std::chrono::milliseconds unstored_timeout);
   ~after_commit_publisher();
   after_commit_publisher(const after_commit_publisher&) = delete;
   after_commit_publisher& operator=(const after_commit_publisher&) = delete;
 
   // How long after its commit the relay may take a row this publisher was handed.
   std::chrono::milliseconds relay_after() const { return relay_after_; }
-  // Its own producer, e.g. to look up the topics it will write before the first event.
-  kafka::producer& producer() { return producer_; }
+  // Its own producers, e.g. to look up the topics they will write before the first event.
+  std::vector<kafka::producer*> producers() { return {&producer_, &unstored_producer_}; }
 
   void start();
   // Waits up to `timeout` for what is in flight, deletes what was acknowledged, and stops.
@@ -54,6 +61,7 @@ class after_commit_publisher {
   std::string conninfo_;
   std::chrono::milliseconds relay_after_;
   kafka::producer producer_;
+  kafka::producer unstored_producer_;
   std::mutex mutex_;
   std::vector<std::int64_t> acknowledged_;  // under mutex_
   std::atomic<std::int64_t> in_flight_{0};
