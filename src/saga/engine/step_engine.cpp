@@ -416,7 +416,7 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " AND o.finished_at IS NULL AND o.created_at < now() - make_interval(secs => $1)"
                 " AND o.step_started_at < now() - make_interval(secs => $1) AND NOT EXISTS"
                 " (SELECT 1 FROM stage_retries r WHERE r.order_id = o.order_id)"
-                " ORDER BY o.step_started_at LIMIT $2");
+                " AND o.order_id <> ALL($3::text[]) ORDER BY o.step_started_at LIMIT $2");
 }
 
 double step_engine::unit_random() {
@@ -1152,17 +1152,22 @@ int step_engine::republish_stalled(int limit) {
   using clock = std::chrono::steady_clock;
   const auto now = clock::now();
   const auto after = settings_.republish_after;
-  std::erase_if(republished_, [&](const auto& entry) { return now - entry.second > 10 * after; });
+  // Orders looked at within the interval are left out in the query, so that they do not take
+  // the places under `limit` of orders not looked at yet.
+  std::erase_if(republished_, [&](const auto& entry) { return now - entry.second >= after; });
+  std::vector<std::string_view> looked_at;
+  looked_at.reserve(republished_.size());
+  for (const auto& entry : republished_)
+    looked_at.push_back(entry.first);
   std::vector<outbox::message> events;
   std::vector<std::string> steps;
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::work tx(c);
     const double seconds = std::chrono::duration<double>(after).count();
-    for (const auto& r : tx.exec_prepared("saga_stalled", seconds, limit)) {
+    for (const auto& r :
+         tx.exec_prepared("saga_stalled", seconds, limit, pg::text_array(looked_at))) {
       const auto order_id = r[0].as<std::string>();
-      if (auto last = republished_.find(order_id);
-          last != republished_.end() && now - last->second < after)
-        continue;
+      republished_[order_id] = now;
       const auto state = read_saga_state(r, 1);
       // The event the awaited step consumes in this program: its predecessor's, or the
       // placement's. (A saga waiting for a step no release here declares is its deadline's.)
@@ -1190,7 +1195,6 @@ int step_engine::republish_stalled(int limit) {
                         std::nullopt,
                         order_payload_reference(order)});
       steps.push_back(*awaited);
-      republished_[order_id] = now;
     }
     // The relay publishes them at once; the payload is rendered from the order's row.
     outbox::append_all(tx, events);

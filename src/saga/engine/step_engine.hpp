@@ -262,7 +262,8 @@ class step_engine final : public orders::order_cancellation {
   std::optional<saga_definition> definition_;
   refund_query refund_requested_;
   std::atomic<bool> abandoning_{false};
-  // When this replica last sent each stalled order's event again (republish_stalled).
+  // When this replica last looked at each stalled order (republish_stalled): sent its event
+  // again, or found no step of this program to send it for.
   std::map<std::string, std::chrono::steady_clock::time_point> republished_;
 };
 
