@@ -5,43 +5,19 @@
 
 #include <catch2/catch.hpp>
 
-#include "orders/adapters/dead_letters.hpp"
-#include "platform/outbox/outbox.hpp"
-#include "platform/pg/migrator.hpp"
-#include "saga/engine/step_engine.hpp"
-#include "support/test_environment.hpp"
+#include "step_engine_fixture.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
 
 TEST_CASE("orders the sweeper cannot send on do not hold back the stalled orders behind them",
           "[stages][db][republish]") {
-  {
-    pqxx::connection conn(test::db_url());
-    pg::migrate(conn, pg::embedded_migrations());
-  }
-  pg::connection_pool pool(test::db_url(), 2, 3s);
-  pool.add_setup(saga::step_engine::prepare_statements);
-  pool.add_setup(outbox::prepare_statements);
-  asio::thread_pool blocking(1);
-  orders::dead_letter_queue dead_letters("dlq.orders");
   saga::engine_settings settings;
   // Topics no consumer reads: what this engine sends again reaches no stage.
   settings.order_placed_topic = "test.republish.placed";
   settings.republish_after = 1s;
-  saga::step_engine stages(pool, blocking, dead_letters, settings);
-  for (const char* name : {"validate", "reserve", "pay", "confirm"}) {
-    order_pipeline::step step;
-    step.name = name;
-    step.topic = std::string("test.republish.") + name;
-    step.event_type = name;
-    step.timeout_reason = "TIMEOUT";
-    step.retry = order_pipeline::retry_policy{};
-    step.deadline = 60s;
-    step.action = [](order_pipeline::step_context&) { return order_pipeline::decision::proceed(); };
-    stages.declare(std::move(step));
-  }
-  stages.seal();
+  test::step_engine_fixture engine("test.republish.", settings);
+  auto& pool = engine.pool;
 
   // Stalled since long before any other order, so they are the first two in line: one waits
   // for a step this program does not declare (a release that had it left it), one for
@@ -86,7 +62,7 @@ TEST_CASE("orders the sweeper cannot send on do not hold back the stalled orders
   // One order per pass. A pass that finds another replica's sweeper at work looks at
   // nothing; a few passes are allowed for that.
   for (int pass = 0; pass < 10 && sent_again(placed) == 0; ++pass)
-    stages.republish_stalled(1);
+    engine.stages.republish_stalled(1);
   CHECK(sent_again(placed) == 1);
   CHECK(sent_again(undeclared) == 0);
 
@@ -96,5 +72,4 @@ TEST_CASE("orders the sweeper cannot send on do not hold back the stalled orders
     tx.exec_params("DELETE FROM orders WHERE order_id IN ($1, $2)", undeclared, placed);
     tx.commit();
   });
-  blocking.join();
 }

@@ -6,36 +6,15 @@
 
 #include <catch2/catch.hpp>
 
-#include "orders/adapters/dead_letters.hpp"
-#include "platform/pg/migrator.hpp"
-#include "saga/engine/step_engine.hpp"
-#include "support/test_environment.hpp"
+#include "step_engine_fixture.hpp"
 
 using namespace op;
 using namespace std::chrono_literals;
 
 TEST_CASE("a replica claims only the retries of the stages it runs", "[stages][db]") {
-  {
-    pqxx::connection conn(test::db_url());
-    pg::migrate(conn, pg::embedded_migrations());
-  }
-  pg::connection_pool pool(test::db_url(), 2, 3s);
-  pool.add_setup(saga::step_engine::prepare_statements);
-  asio::thread_pool blocking(1);
-  orders::dead_letter_queue dead_letters("dlq.orders");
-  saga::step_engine stages(pool, blocking, dead_letters, {});
-  for (const char* name : {"validate", "reserve", "pay", "confirm"}) {
-    order_pipeline::step step;
-    step.name = name;
-    step.topic = std::string("test.") + name;
-    step.event_type = name;
-    step.timeout_reason = "TIMEOUT";
-    step.retry = order_pipeline::retry_policy{};
-    step.deadline = 60s;
-    step.action = [](order_pipeline::step_context&) { return order_pipeline::decision::proceed(); };
-    stages.declare(std::move(step));
-  }
-  stages.seal();
+  test::step_engine_fixture engine("test.");
+  auto& pool = engine.pool;
+  auto& stages = engine.stages;
 
   // Retries due long ago, so they come first among any others due: one of pay, one of a
   // step this program does not declare.
@@ -73,5 +52,4 @@ TEST_CASE("a replica claims only the retries of the stages it runs", "[stages][d
     tx.exec_params("DELETE FROM stage_retries WHERE order_id = $1", order_id);
     tx.commit();
   });
-  blocking.join();
 }

@@ -4,6 +4,7 @@
 #include "platform/runtime/batcher.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -241,4 +242,51 @@ TEST_CASE("blocking callers: one of them runs the batch of everyone waiting behi
   REQUIRE(failed_batch + 3 < batches.size());
   for (std::size_t k = 0; k < 3; ++k)
     CHECK(batches[failed_batch + 1 + k] == std::vector<int>{batches[failed_batch][k]});
+}
+
+TEST_CASE("blocking callers: a batch that ends starts the next one while another still runs",
+          "[batcher]") {
+  // Room for two batches at a time. Job 0's batch is held to the end; job 1's batch is held
+  // until four more jobs wait behind the two. When job 1's batch ends, a waiting caller must
+  // be woken to run theirs: they finish while job 0's batch is still held.
+  gate held_to_end, held_a_while;
+  std::atomic<int> finished{0};
+  op::runtime::blocking_batcher<job> batcher(
+      [&](const std::vector<job*>& jobs) {
+        if (jobs.front()->value == 0)
+          held_to_end.enter_and_wait();
+        else if (jobs.front()->value == 1)
+          held_a_while.enter_and_wait();
+        for (auto* j : jobs)
+          j->result = -j->value;
+      },
+      2, 2);
+  auto jobs = numbered_jobs(6);
+  auto call = [&](job& j) {
+    batcher.run(j);
+    ++finished;
+  };
+  std::vector<std::thread> callers;
+  callers.emplace_back(call, std::ref(jobs[0]));
+  while (!held_to_end.has_entered())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  callers.emplace_back(call, std::ref(jobs[1]));
+  while (!held_a_while.has_entered())
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  for (std::size_t i = 2; i < jobs.size(); ++i)
+    callers.emplace_back(call, std::ref(jobs[i]));
+  while (batcher.queued() < 4)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  held_a_while.release();
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (finished < 5 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  CHECK(finished == 5);  // every job but job 0, whose batch is still held
+  CHECK(jobs[0].result == 0);
+  held_to_end.release();
+  for (auto& t : callers)
+    t.join();
+  for (const auto& j : jobs)
+    CHECK(j.result == -j.value);
 }

@@ -162,14 +162,20 @@ class blocking_batcher {
 
   // Returns once `job` ran, in a batch this thread or another one ran; rethrows what the
   // job's own run threw.
+  //
+  // Each caller sleeps on a condition of its own. When a batch ends, only its callers are
+  // woken, and the oldest caller still waiting if it may run the next batch: a condition
+  // shared by all woke every waiting thread at the end of every batch (a POST waits here), to
+  // find most of them still waiting.
   void run(Job& job) {
-    waiting mine{&job, false, nullptr};
+    waiting mine;
+    mine.job = &job;
     std::unique_lock lock(mutex_);
     queue_.push_back(&mine);
     while (!mine.done) {
-      // An empty queue: its job is in a batch another thread runs.
       if (running_ >= max_parallel_ || queue_.empty()) {
-        changed_.wait(lock);
+        // An empty queue: its job is in a batch another thread runs.
+        mine.woken.wait(lock);
         continue;
       }
       // This thread runs the next batch: the oldest jobs waiting, maybe not its own yet.
@@ -179,6 +185,7 @@ class blocking_batcher {
         batch.push_back(queue_.front());
         queue_.pop_front();
       }
+      wake_next_runner(&mine);  // jobs left over, and room for another batch
       lock.unlock();
       std::vector<Job*> jobs;
       std::vector<std::exception_ptr*> failures;
@@ -188,10 +195,15 @@ class blocking_batcher {
       }
       detail::run_batch_or_each(run_, jobs, failures);
       lock.lock();
-      for (auto* w : batch)
-        w->done = true;
       --running_;
-      changed_.notify_all();
+      for (auto* w : batch) {
+        w->done = true;
+        if (w != &mine)
+          w->woken.notify_one();
+      }
+      // While its own job waits, this thread runs the next batch itself.
+      if (mine.done)
+        wake_next_runner(&mine);
     }
     if (mine.failure)
       std::rethrow_exception(mine.failure);
@@ -199,16 +211,28 @@ class blocking_batcher {
 
  private:
   struct waiting {
-    Job* job;
+    Job* job = nullptr;
     bool done = false;
     std::exception_ptr failure;
+    std::condition_variable woken;
   };
+
+  // Under mutex_: if jobs wait and another batch may run, wakes the oldest caller waiting
+  // (other than `self`) to run it.
+  void wake_next_runner(const waiting* self) {
+    if (running_ >= max_parallel_)
+      return;
+    for (auto* w : queue_)
+      if (w != self) {
+        w->woken.notify_one();
+        return;
+      }
+  }
 
   const runner run_;
   const std::size_t max_batch_;
   const std::size_t max_parallel_;
   mutable std::mutex mutex_;
-  std::condition_variable changed_;
   std::deque<waiting*> queue_;
   std::size_t running_ = 0;
 };
