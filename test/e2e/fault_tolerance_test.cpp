@@ -300,24 +300,23 @@ TEST_CASE("orders whose next event was lost are sent on after app.saga.republish
                       " WHERE steps = '{validate,reserve,pay,confirm}'")[0]
                     .as<int>();
     auto write_order = [&](const std::string& id, const std::string& status, int step_index,
-                           const std::string& owed, int history) {
+                           const std::string& owed, const std::string& history) {
       tx.exec_params(
           "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status,"
-          " created_at, updated_at, step_list, step_index, owed, step_started_at)"
+          " created_at, updated_at, step_list, step_index, owed, step_started_at, history)"
           " VALUES ($1, $2, 'pm_card_visa', 600, $3, now() - interval '5 seconds',"
-          " now() - interval '5 seconds', $4, $5, $6::text[], now() - interval '5 seconds')",
-          id, p.customer, status, list, step_index, owed);
+          " now() - interval '5 seconds', $4, $5, $6::text[], now() - interval '5 seconds',"
+          " (SELECT array_agg(ROW(s, NULL, NULL, now())::order_history_entry"
+          " ORDER BY n DESC) FROM unnest($7::text[]) WITH ORDINALITY AS h (s, n)))",
+          id, p.customer, status, list, step_index, owed, history);
       tx.exec_params(
           "INSERT INTO order_items (order_id, line_no, product_id, product_name,"
           " quantity, price_cents) VALUES ($1, 1, $2, 'Widget', 1, 600)",
           id, product);
-      const char* statuses[] = {"PLACED", "VALIDATED", "INVENTORY_RESERVED"};
-      for (int seq = 1; seq <= history; ++seq)
-        tx.exec_params("INSERT INTO order_events (order_id, seq, status) VALUES ($1, $2, $3)", id,
-                       seq, statuses[seq - 1]);
     };
-    write_order(placed, "PLACED", 0, "{}", 1);
-    write_order(reserved, "INVENTORY_RESERVED", 2, "{reserve}", 3);
+    write_order(placed, "PLACED", 0, "{}", "{PLACED}");
+    write_order(reserved, "INVENTORY_RESERVED", 2, "{reserve}",
+                "{PLACED,VALIDATED,INVENTORY_RESERVED}");
     tx.exec_params(
         "UPDATE products SET available = available - 1, reserved = reserved + 1"
         " WHERE product_id = $1",

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <vector>
+
 #include "platform/pg/migrator.hpp"
 #include "support/test_environment.hpp"
 
@@ -41,6 +44,67 @@ TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
     CHECK(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<std::size_t>() == all.size());
   }
   pqxx::work tx(conn);
+  tx.exec("DROP SCHEMA " + schema + " CASCADE");
+  tx.commit();
+}
+
+TEST_CASE("the history migration keeps every order's entries, newest first", "[db]") {
+  pqxx::connection conn(test::db_url());
+  auto schema = "migrations_history_" + std::to_string(::getpid());
+  {
+    pqxx::work tx(conn);
+    tx.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+    tx.exec("CREATE SCHEMA " + schema);
+    tx.commit();
+  }
+  {
+    pqxx::nontransaction tx(conn);
+    tx.exec("SET search_path TO " + schema);
+  }
+  const auto& all = pg::embedded_migrations();
+  std::vector<pg::migration> before_history;
+  for (const auto& m : all) {
+    if (m.version < "010")
+      before_history.push_back(m);
+  }
+  REQUIRE(before_history.size() < all.size());
+  pg::migrate(conn, before_history);
+  {
+    pqxx::work tx(conn);
+    tx.exec(
+        "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status) "
+        "VALUES ('o-1', 'c-1', 'CARD', 100, 'CANCELLED'), ('o-2', 'c-1', 'CARD', 100, 'PLACED')");
+    tx.exec(
+        "INSERT INTO order_events (order_id, seq, status, reason, detail, at) VALUES "
+        "('o-1', 1, 'PLACED', NULL, NULL, '2026-01-01T00:00:00Z'), "
+        "('o-1', 3, 'CANCELLED', 'PAYMENT_DECLINED', 'card declined', '2026-01-01T00:00:02Z'), "
+        "('o-1', 2, 'VALIDATED', NULL, NULL, '2026-01-01T00:00:01Z'), "
+        "('o-2', 1, 'PLACED', NULL, NULL, '2026-01-01T00:00:03Z')");
+    tx.commit();
+  }
+
+  auto applied = pg::migrate(conn, all);
+  CHECK(applied.size() == all.size() - before_history.size());
+
+  pqxx::work tx(conn);
+  auto statuses = [&](const std::string& order_id) {
+    std::string joined;
+    for (const auto& row : tx.exec_params(
+             "SELECT e.status FROM orders o, unnest(o.history) WITH ORDINALITY AS e(status, "
+             "reason, detail, at, n) WHERE o.order_id = $1 ORDER BY e.n",
+             order_id)) {
+      joined += (joined.empty() ? "" : ",") + row[0].as<std::string>();
+    }
+    return joined;
+  };
+  CHECK(statuses("o-1") == "CANCELLED,VALIDATED,PLACED");
+  CHECK(statuses("o-2") == "PLACED");
+  auto newest = tx.exec1(
+      "SELECT (history[1]).reason, (history[1]).detail FROM orders "
+      "WHERE order_id = 'o-1'");
+  CHECK(newest[0].as<std::string>() == "PAYMENT_DECLINED");
+  CHECK(newest[1].as<std::string>() == "card declined");
+  CHECK(tx.exec1("SELECT to_regclass('order_events') IS NULL")[0].as<bool>());
   tx.exec("DROP SCHEMA " + schema + " CASCADE");
   tx.commit();
 }

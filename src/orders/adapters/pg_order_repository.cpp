@@ -86,19 +86,18 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("order_insert_all",
             "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
             " shipping_address, payment_method, total_cents, status, trace_id, created_at,"
-            " updated_at, step_list, step_started_at) SELECT order_id, customer_id,"
+            " updated_at, step_list, step_started_at, history) SELECT order_id, customer_id,"
             " NULLIF(email, ''), NULLIF(address, ''), method, total_cents, 'PLACED',"
-            " NULLIF(trace_id, ''), created_at, created_at, $14, now()"
+            " NULLIF(trace_id, ''), created_at, created_at, $14, now(),"
+            " ARRAY[ROW('PLACED', NULL, NULL, now())::order_history_entry]"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::bigint[], $7::text[], $15::timestamptz[]) AS o (order_id, customer_id, email,"
-            " address, method, total_cents, trace_id, created_at)),"
-            " items AS (INSERT INTO order_items (order_id, line_no, product_id, product_name,"
+            " address, method, total_cents, trace_id, created_at))"
+            " INSERT INTO order_items (order_id, line_no, product_id, product_name,"
             " quantity, price_cents) SELECT order_id, line_no, product_id,"
             " NULLIF(product_name, ''), quantity, price_cents FROM unnest($8::text[], $9::int[],"
             " $10::text[], $11::text[], $12::int[], $13::bigint[]) AS i (order_id, line_no,"
-            " product_id, product_name, quantity, price_cents))"
-            " INSERT INTO order_events (order_id, seq, status)"
-            " SELECT order_id, 1, 'PLACED' FROM unnest($1::text[]) AS h (order_id)");
+            " product_id, product_name, quantity, price_cents)");
   // A concurrent request with the same key waits on the row lock until the first commits,
   // then finds the key taken: it can never create a second order.
   c.prepare("idempotency_claim_all",
@@ -114,9 +113,14 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("order_items_of",
             "SELECT order_id, product_id, coalesce(product_name, ''), quantity, price_cents"
             " FROM order_items WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no");
-  c.prepare("order_history", "SELECT seq, status, coalesce(reason, ''), coalesce(detail, ''), " +
-                                 iso_timestamp_sql("at") +
-                                 " FROM order_events WHERE order_id = $1 ORDER BY seq");
+  // The row keeps its history newest first (sql/010_history_in_order_row.sql): the oldest
+  // entry is the last element, seq 1.
+  c.prepare("order_history",
+            "SELECT cardinality(o.history) - h.n + 1 AS seq, h.status, coalesce(h.reason, ''),"
+            " coalesce(h.detail, ''), " +
+                iso_timestamp_sql("h.at") +
+                " FROM orders o CROSS JOIN LATERAL unnest(o.history) WITH ORDINALITY"
+                " AS h (status, reason, detail, at, n) WHERE o.order_id = $1 ORDER BY seq");
   c.prepare("order_exists", "SELECT 1 FROM orders WHERE order_id = $1");
   // One statement per index: a plan made once must not depend on whether a filter is given.
   c.prepare("order_list", "SELECT " + order_select_list +

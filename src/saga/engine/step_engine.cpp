@@ -330,24 +330,23 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " extract(epoch FROM clock_timestamp() - step_started_at)::float8, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
                 " FROM saga LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
-  // The orders' saga state and their history in one round trip ($7: the saga has ended);
+  // The orders' saga state and their history in one statement ($7: the saga has ended);
   // answers each order's new updatedAt. Of the indexed columns the update changes only
-  // finished_at, once, when the saga ends: every other step's update is HOT.
+  // finished_at, once, when the saga ends: every other step's update is HOT. A new status
+  // goes ahead of the history's entries, so the update logs the new entry alone
+  // (sql/010_history_in_order_row.sql).
   c.prepare("saga_write",
-            "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::int[], $6::text[], $7::bool[]) AS t(order_id, state, reason, detail,"
-            " step_index, owed, ended)),"
-            " history AS (INSERT INTO order_events (order_id, seq, status, reason, detail)"
-            " SELECT i.order_id, coalesce((SELECT max(seq) FROM order_events e"
-            " WHERE e.order_id = i.order_id), 0) + 1, i.state, i.reason, NULLIF(i.detail, '')"
-            " FROM input i WHERE i.state <> (SELECT o.status FROM orders o"
-            " WHERE o.order_id = i.order_id))"
-            " UPDATE orders o SET step_started_at = CASE WHEN o.status <> i.state"
+            "UPDATE orders o SET history = CASE WHEN o.status <> i.state"
+            " THEN ROW(i.state, i.reason, NULLIF(i.detail, ''), now())::order_history_entry"
+            " || o.history ELSE o.history END,"
+            " step_started_at = CASE WHEN o.status <> i.state"
             " OR o.step_index <> i.step_index THEN now() ELSE o.step_started_at END,"
             " status = i.state, cancel_reason = i.reason, cancel_detail = NULLIF(i.detail, ''),"
             " step_index = i.step_index, owed = string_to_array(i.owed, ','),"
             " finished_at = CASE WHEN i.ended THEN coalesce(o.finished_at, now()) END,"
-            " updated_at = now() FROM input i"
+            " updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::int[], $6::text[], $7::bool[]) AS i(order_id, state, reason, detail,"
+            " step_index, owed, ended)"
             " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
                 iso_timestamp_sql("o.updated_at"));
   // A saga that waits for a step (by its place in its own list), with its order's total and
