@@ -2,14 +2,14 @@
 // The engine that runs the saga's steps as Kafka message handlers. A step (declared with
 // add_stage by the composition root; each business area provides its own) decides an order's
 // outcome; the engine does everything around it, the same way for every step:
-// - it applies the step in one PostgreSQL transaction that also records the event id as
-//   processed (a redelivered event changes nothing), locks the order's row (which holds its
-//   saga), asks the generic state machine (saga/domain) with the declared step list, carries
+// - it applies the step in one PostgreSQL transaction that locks the order (an advisory lock
+//   per order; the order's row holds its saga, whose state makes a redelivered event change
+//   nothing), asks the generic state machine (saga/domain) with the declared step list, carries
 //   out its commands (the steps' compensations and finalizers) and writes the next events to
 //   the outbox;
 // - group commit: the messages of a stage that arrive while one of its transactions runs are
-//   applied together in the next, with one statement per kind of work for all of them (claim,
-//   lock and read; write; outbox; the parts the steps gather), so a busy stage makes fewer
+//   applied together in the next, with one statement per kind of work for all of them (lock;
+//   read; write; outbox; the parts the steps gather), so a busy stage makes fewer
 //   round trips per message. A batch that fails runs again one message at a time, so a message
 //   that cannot be applied fails alone and is handled as below;
 // - a step decides (step_decision): proceed, reject with a reason, retry later (durably, in
