@@ -1,5 +1,4 @@
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
@@ -8,20 +7,27 @@
 
 using namespace op;
 
-TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
-  pqxx::connection conn(test::db_url());
-  // A schema of its own, so this test starts from nothing whatever ran before.
-  auto schema = "migrations_" + std::to_string(::getpid());
+namespace {
+
+// A schema of its own for the connection, so a test starts from nothing whatever ran before.
+std::string use_empty_schema(pqxx::connection& conn, const std::string& prefix) {
+  auto schema = prefix + std::to_string(::getpid());
   {
     pqxx::work tx(conn);
     tx.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
     tx.exec("CREATE SCHEMA " + schema);
     tx.commit();
   }
-  {
-    pqxx::nontransaction tx(conn);
-    tx.exec("SET search_path TO " + schema);
-  }
+  pqxx::nontransaction tx(conn);
+  tx.exec("SET search_path TO " + schema);
+  return schema;
+}
+
+}  // namespace
+
+TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
+  pqxx::connection conn(test::db_url());
+  auto schema = use_empty_schema(conn, "migrations_");
   const auto& all = pg::embedded_migrations();
   REQUIRE_FALSE(all.empty());
 
@@ -50,17 +56,7 @@ TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
 
 TEST_CASE("the history migration keeps every order's entries, newest first", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = "migrations_history_" + std::to_string(::getpid());
-  {
-    pqxx::work tx(conn);
-    tx.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
-    tx.exec("CREATE SCHEMA " + schema);
-    tx.commit();
-  }
-  {
-    pqxx::nontransaction tx(conn);
-    tx.exec("SET search_path TO " + schema);
-  }
+  auto schema = use_empty_schema(conn, "migrations_history_");
   const auto& all = pg::embedded_migrations();
   std::vector<pg::migration> before_history;
   for (const auto& m : all) {
