@@ -310,6 +310,10 @@ TEST_CASE("orders whose next event was lost are sent on after app.saga.republish
           " ORDER BY n DESC) FROM unnest($7::text[]) WITH ORDINALITY AS h (s, n)))",
           id, p.customer, status, list, step_index, owed, history);
       tx.exec_params(
+          "INSERT INTO running_sagas (order_id, created_at)"
+          " VALUES ($1, now() - interval '5 seconds')",
+          id);
+      tx.exec_params(
           "INSERT INTO order_items (order_id, line_no, product_id, product_name,"
           " quantity, price_cents) VALUES ($1, 1, $2, 'Widget', 1, 600)",
           id, product);
@@ -333,6 +337,14 @@ TEST_CASE("orders whose next event was lost are sent on after app.saga.republish
   CHECK(stock.available == 3);
   CHECK(stock.reserved == 0);
   CHECK(stock.sold == 2);
+  {
+    // An ended saga is no longer among the running ones the sweeper reads.
+    pqxx::connection db(test::db_url());
+    pqxx::work tx(db);
+    CHECK(tx.exec_params1("SELECT count(*) FROM running_sagas WHERE order_id IN ($1, $2)", placed,
+                          reserved)[0]
+              .as<int>() == 0);
+  }
   CHECK(p.metric(R"(saga_events_republished_total{step="validate"})") >= 1);
   CHECK(p.metric(R"(saga_events_republished_total{step="pay"})") >= 1);
 

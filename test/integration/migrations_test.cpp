@@ -104,3 +104,40 @@ TEST_CASE("the history migration keeps every order's entries, newest first", "[d
   tx.exec("DROP SCHEMA " + schema + " CASCADE");
   tx.commit();
 }
+
+TEST_CASE("the running sagas migration lists the orders whose saga has not ended", "[db]") {
+  pqxx::connection conn(test::db_url());
+  auto schema = use_empty_schema(conn, "migrations_running_");
+  const auto& all = pg::embedded_migrations();
+  std::vector<pg::migration> before_running;
+  for (const auto& m : all) {
+    if (m.version < "011")
+      before_running.push_back(m);
+  }
+  REQUIRE(before_running.size() < all.size());
+  pg::migrate(conn, before_running);
+  {
+    pqxx::work tx(conn);
+    tx.exec(
+        "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status,"
+        " created_at, finished_at) VALUES"
+        " ('o-ended', 'c-1', 'CARD', 100, 'CONFIRMED', '2026-01-01T00:00:00Z',"
+        " '2026-01-01T00:00:01Z'),"
+        " ('o-running', 'c-1', 'CARD', 100, 'INVENTORY_RESERVED', '2026-01-01T00:00:02Z',"
+        " NULL)");
+    tx.commit();
+  }
+
+  auto applied = pg::migrate(conn, all);
+  CHECK(applied.size() == all.size() - before_running.size());
+
+  pqxx::work tx(conn);
+  auto running =
+      tx.exec("SELECT order_id, created_at = '2026-01-01T00:00:02Z' FROM running_sagas ORDER BY 1");
+  REQUIRE(running.size() == 1);
+  CHECK(running[0][0].as<std::string>() == "o-running");
+  CHECK(running[0][1].as<bool>());
+  CHECK(tx.exec1("SELECT to_regclass('orders_running') IS NULL")[0].as<bool>());
+  tx.exec("DROP SCHEMA " + schema + " CASCADE");
+  tx.commit();
+}

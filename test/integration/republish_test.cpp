@@ -41,6 +41,7 @@ TEST_CASE("orders the sweeper cannot send on do not hold back the stalled orders
           " VALUES ($1, 'cust-stalled', 'pm_card_visa', 600, $2, $5::timestamptz,"
           " $5::timestamptz, $3, $4, $5::timestamptz)",
           id, status, list, step_index, since);
+      tx.exec_params("INSERT INTO running_sagas (order_id, created_at) VALUES ($1, $2)", id, since);
     };
     write_order(undeclared, "VALIDATED", list_of("{validate,screen}"), 1, "2000-01-01 00:00Z");
     write_order(placed, "PLACED", list_of("{validate,reserve,pay,confirm}"), 0,
@@ -70,6 +71,7 @@ TEST_CASE("orders the sweeper cannot send on do not hold back the stalled orders
     pqxx::work tx(c);
     tx.exec("DELETE FROM outbox WHERE topic LIKE 'test.republish.%'");
     tx.exec_params("DELETE FROM orders WHERE order_id IN ($1, $2)", undeclared, placed);
+    tx.exec_params("DELETE FROM running_sagas WHERE order_id IN ($1, $2)", undeclared, placed);
     tx.commit();
   });
 }

@@ -80,11 +80,14 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("idempotency_find",
             "SELECT request_hash, order_id, response_body FROM idempotency_keys"
             " WHERE idempotency_key = $1");
-  // Orders (each row is also its saga, waiting for its first step), their items and their
-  // first history entries in one round trip: the orders' columns as parallel arrays, their
-  // items flattened into parallel arrays naming their order and line.
+  // Orders (each row is also its saga, waiting for its first step), their items, their
+  // first history entries and their places among the running sagas in one round trip: the
+  // orders' columns as parallel arrays, their items flattened into parallel arrays naming
+  // their order and line.
   c.prepare("order_insert_all",
-            "WITH new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
+            "WITH running AS (INSERT INTO running_sagas (order_id, created_at)"
+            " SELECT * FROM unnest($1::text[], $15::timestamptz[])),"
+            " new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
             " shipping_address, payment_method, total_cents, status, trace_id, created_at,"
             " updated_at, step_list, step_started_at, history) SELECT order_id, customer_id,"
             " NULLIF(email, ''), NULLIF(address, ''), method, total_cents, 'PLACED',"

@@ -340,12 +340,12 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
                 " FROM saga LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
   // The orders' saga state and their history in one statement ($7: the saga has ended);
-  // answers each order's new updatedAt. Of the indexed columns the update changes only
-  // finished_at, once, when the saga ends: every other step's update is HOT. A new status
-  // goes ahead of the history's entries, so the update logs the new entry alone
-  // (sql/010_history_in_order_row.sql).
+  // answers each order's new updatedAt. An ended saga leaves running_sagas in the same
+  // statement. The update changes no indexed column, so it is HOT wherever its page has room
+  // (sql/011_running_sagas.sql). A new status goes ahead of the history's entries, so the
+  // update logs the new entry alone (sql/010_history_in_order_row.sql).
   c.prepare("saga_write",
-            "UPDATE orders o SET history = CASE WHEN o.status <> i.state"
+            "WITH written AS (UPDATE orders o SET history = CASE WHEN o.status <> i.state"
             " THEN ROW(i.state, i.reason, NULLIF(i.detail, ''), now())::order_history_entry"
             " || o.history ELSE o.history END,"
             " step_started_at = CASE WHEN o.status <> i.state"
@@ -356,8 +356,11 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
             " $5::int[], $6::text[], $7::bool[]) AS i(order_id, state, reason, detail,"
             " step_index, owed, ended)"
-            " WHERE o.order_id = i.order_id RETURNING o.order_id, " +
-                iso_timestamp_sql("o.updated_at"));
+            " WHERE o.order_id = i.order_id RETURNING o.order_id, i.ended, " +
+                iso_timestamp_sql("o.updated_at") +
+                " AS updated_at), ended AS (DELETE FROM running_sagas r USING written w"
+                " WHERE w.ended AND r.order_id = w.order_id)"
+                " SELECT order_id, updated_at FROM written");
   // A saga that waits for a step (by its place in its own list), with its order's total and
   // payment method, and whether a message of the step $2 would run it: a message when no retry
   // of it is pending, a retry ($3 with $4 attempts) when it is still there.
@@ -405,10 +408,11 @@ void step_engine::prepare_statements(pqxx::connection& c) {
   // statuses $4 a running saga shows. A step starts after its order was placed, so only
   // running orders placed longer ago than the shortest deadline ($6) are read.
   c.prepare("saga_overdue",
-            "SELECT o.order_id FROM orders o JOIN saga_step_lists l ON l.id = o.step_list"
+            "SELECT o.order_id FROM running_sagas s JOIN orders o USING (order_id)"
+            " JOIN saga_step_lists l ON l.id = o.step_list"
             " LEFT JOIN unnest($1::text[], $2::float8[]) AS d(step, seconds)"
-            " ON d.step = l.steps[o.step_index + 1] WHERE o.finished_at IS NULL"
-            " AND o.created_at < now() - make_interval(secs => $6::float8)"
+            " ON d.step = l.steps[o.step_index + 1]"
+            " WHERE s.created_at < now() - make_interval(secs => $6::float8)"
             " AND o.status = ANY($4::text[]) AND o.step_started_at < now() - make_interval(secs =>"
             " coalesce(d.seconds, $3::float8)) ORDER BY o.step_started_at LIMIT $5");
   // Running orders at one step longer than $1 seconds, without a pending retry (that runs the
@@ -419,9 +423,9 @@ void step_engine::prepare_statements(pqxx::connection& c) {
             " FROM saga_step_lists l WHERE l.id = o.step_list), o.step_index,"
             " array_to_string(o.owed, ','), " +
                 iso_timestamp_sql("o.updated_at") +
-                ", coalesce(o.trace_id, '') FROM orders o"
+                ", coalesce(o.trace_id, '') FROM running_sagas s JOIN orders o USING (order_id)"
                 " WHERE pg_try_advisory_xact_lock(hashtext('order-pipeline.republish'))"
-                " AND o.finished_at IS NULL AND o.created_at < now() - make_interval(secs => $1)"
+                " AND s.created_at < now() - make_interval(secs => $1)"
                 " AND o.step_started_at < now() - make_interval(secs => $1) AND NOT EXISTS"
                 " (SELECT 1 FROM stage_retries r WHERE r.order_id = o.order_id)"
                 " AND o.order_id <> ALL($3::text[]) ORDER BY o.step_started_at LIMIT $2");
