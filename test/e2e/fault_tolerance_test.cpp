@@ -303,20 +303,18 @@ TEST_CASE("orders whose next event was lost are sent on after app.saga.republish
                            const std::string& owed, const std::string& history) {
       tx.exec_params(
           "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status,"
-          " created_at, updated_at, step_list, step_index, owed, step_started_at, history)"
+          " created_at, updated_at, step_list, step_index, owed, step_started_at, history,"
+          " items)"
           " VALUES ($1, $2, 'pm_card_visa', 600, $3, now() - interval '5 seconds',"
           " now() - interval '5 seconds', $4, $5, $6::text[], now() - interval '5 seconds',"
           " (SELECT array_agg(ROW(s, NULL, NULL, now())::order_history_entry"
-          " ORDER BY n DESC) FROM unnest($7::text[]) WITH ORDINALITY AS h (s, n)))",
-          id, p.customer, status, list, step_index, owed, history);
+          " ORDER BY n DESC) FROM unnest($7::text[]) WITH ORDINALITY AS h (s, n)),"
+          " ARRAY[ROW($8::text, 'Widget', 1, 600)::order_line])",
+          id, p.customer, status, list, step_index, owed, history, product);
       tx.exec_params(
           "INSERT INTO running_sagas (order_id, created_at)"
           " VALUES ($1, now() - interval '5 seconds')",
           id);
-      tx.exec_params(
-          "INSERT INTO order_items (order_id, line_no, product_id, product_name,"
-          " quantity, price_cents) VALUES ($1, 1, $2, 'Widget', 1, 600)",
-          id, product);
     };
     write_order(placed, "PLACED", 0, "{}", "{PLACED}");
     write_order(reserved, "INVENTORY_RESERVED", 2, "{reserve}",

@@ -445,9 +445,9 @@ outcome_counts check_outcomes(std::vector<order_record>& orders,
   std::map<std::string, std::int64_t> sold_by_confirmed;
   std::map<std::string, test::stock_levels> stock;
   with_db([&](pqxx::work& tx) {
-    for (const auto& r : tx.exec("SELECT i.product_id, sum(i.quantity)::bigint FROM order_items i"
-                                 " JOIN orders o USING (order_id) WHERE o.status = 'CONFIRMED'"
-                                 " GROUP BY i.product_id"))
+    for (const auto& r : tx.exec("SELECT i.product_id, sum(i.quantity)::bigint FROM orders o"
+                                 " CROSS JOIN LATERAL unnest(o.items) AS i"
+                                 " WHERE o.status = 'CONFIRMED' GROUP BY i.product_id"))
       sold_by_confirmed[r[0].as<std::string>()] = r[1].as<std::int64_t>();
     for (const auto& r : tx.exec("SELECT product_id, available, reserved, sold FROM products"))
       stock[r[0].as<std::string>()] = {r[1].as<std::int64_t>(), r[2].as<std::int64_t>(),

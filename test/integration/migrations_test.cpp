@@ -141,3 +141,49 @@ TEST_CASE("the running sagas migration lists the orders whose saga has not ended
   tx.exec("DROP SCHEMA " + schema + " CASCADE");
   tx.commit();
 }
+
+TEST_CASE("the items migration keeps every order's lines, in their order", "[db]") {
+  pqxx::connection conn(test::db_url());
+  auto schema = use_empty_schema(conn, "migrations_items_");
+  const auto& all = pg::embedded_migrations();
+  std::vector<pg::migration> before_items;
+  for (const auto& m : all) {
+    if (m.version < "012")
+      before_items.push_back(m);
+  }
+  REQUIRE(before_items.size() < all.size());
+  pg::migrate(conn, before_items);
+  {
+    pqxx::work tx(conn);
+    tx.exec(
+        "INSERT INTO orders (order_id, customer_id, payment_method, total_cents, status) "
+        "VALUES ('o-1', 'c-1', 'CARD', 1700, 'CONFIRMED'), ('o-2', 'c-1', 'CARD', 0, 'PLACED')");
+    tx.exec(
+        "INSERT INTO order_items (order_id, line_no, product_id, product_name, quantity,"
+        " price_cents) VALUES ('o-1', 2, 'p-b', NULL, 1, 500), ('o-1', 1, 'p-a', 'Anvil', 2, 600)");
+    tx.commit();
+  }
+
+  auto applied = pg::migrate(conn, all);
+  CHECK(applied.size() == all.size() - before_items.size());
+
+  pqxx::work tx(conn);
+  auto lines = [&](const std::string& order_id) {
+    std::string joined;
+    for (const auto& row : tx.exec_params(
+             "SELECT i.product_id, coalesce(i.product_name, '-'), i.quantity, i.price_cents"
+             " FROM orders o, unnest(o.items) WITH ORDINALITY AS i (product_id, product_name,"
+             " quantity, price_cents, n) WHERE o.order_id = $1 ORDER BY i.n",
+             order_id)) {
+      joined += (joined.empty() ? "" : ";") + row[0].as<std::string>() + "," +
+                row[1].as<std::string>() + "," + row[2].as<std::string>() + "," +
+                row[3].as<std::string>();
+    }
+    return joined;
+  };
+  CHECK(lines("o-1") == "p-a,Anvil,2,600;p-b,-,1,500");
+  CHECK(lines("o-2").empty());
+  CHECK(tx.exec1("SELECT to_regclass('order_items') IS NULL")[0].as<bool>());
+  tx.exec("DROP SCHEMA " + schema + " CASCADE");
+  tx.commit();
+}

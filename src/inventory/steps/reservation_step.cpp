@@ -42,7 +42,8 @@ void prepare_reservation_statements(pqxx::connection& c) {
             " AS to_reserved,"
             " sum(CASE c.kind WHEN 'commit' THEN i.quantity ELSE 0 END)::bigint AS to_sold"
             " FROM unnest($1::text[], $2::text[]) AS c(order_id, kind)"
-            " JOIN order_items i USING (order_id) GROUP BY i.product_id), " +
+            " JOIN orders o USING (order_id) CROSS JOIN LATERAL unnest(o.items) AS i"
+            " GROUP BY i.product_id), " +
                 product_reads::stock_locks("ARRAY(SELECT product_id FROM wanted)") +
                 ", known AS (SELECT product_id FROM products WHERE product_id IN"
                 " (SELECT product_id FROM wanted)),"

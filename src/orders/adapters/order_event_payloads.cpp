@@ -41,8 +41,9 @@ std::vector<std::string> render_order_payloads(
   for (const auto& r :
        tx.exec_params("SELECT " + order_select_list +
                           ", i.product_id, coalesce(i.product_name, ''), i.quantity,"
-                          " i.price_cents FROM orders LEFT JOIN order_items i USING (order_id)"
-                          " WHERE order_id = ANY($1::text[]) ORDER BY order_id, i.line_no",
+                          " i.price_cents FROM orders o" +
+                          order_lines_join_sql("o") +
+                          " WHERE o.order_id = ANY($1::text[]) ORDER BY o.order_id, i.line_no",
                       pg::text_array(ids))) {
     auto [at, inserted] = orders.try_emplace(r[0].as<std::string>());
     if (inserted)

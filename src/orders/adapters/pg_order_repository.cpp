@@ -17,6 +17,12 @@ std::string iso_timestamp_sql(const char* column) {
   return out;
 }
 
+std::string order_lines_join_sql(const char* orders_alias) {
+  return std::string(" LEFT JOIN LATERAL unnest(") + orders_alias +
+         ".items) WITH ORDINALITY AS i (product_id, product_name, quantity, price_cents,"
+         " line_no) ON true";
+}
+
 const std::string order_select_list =
     "order_id, customer_id, coalesce(customer_email, ''), coalesce(shipping_address, ''),"
     " payment_method, status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
@@ -80,27 +86,29 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("idempotency_find",
             "SELECT request_hash, order_id, response_body FROM idempotency_keys"
             " WHERE idempotency_key = $1");
-  // Orders (each row is also its saga, waiting for its first step), their items, their
-  // first history entries and their places among the running sagas in one round trip: the
-  // orders' columns as parallel arrays, their items flattened into parallel arrays naming
+  // Orders (each row is also its saga, waiting for its first step), with their lines and
+  // their first history entries, and their places among the running sagas in one round trip:
+  // the orders' columns as parallel arrays, their lines flattened into parallel arrays naming
   // their order and line.
   c.prepare("order_insert_all",
             "WITH running AS (INSERT INTO running_sagas (order_id, created_at)"
             " SELECT * FROM unnest($1::text[], $15::timestamptz[])),"
-            " new_orders AS (INSERT INTO orders (order_id, customer_id, customer_email,"
+            " lines AS (SELECT order_id, array_agg(ROW(product_id, NULLIF(product_name, ''),"
+            " quantity, price_cents)::order_line ORDER BY line_no) AS items"
+            " FROM unnest($8::text[], $9::int[], $10::text[], $11::text[], $12::int[],"
+            " $13::bigint[]) AS i (order_id, line_no, product_id, product_name, quantity,"
+            " price_cents) GROUP BY order_id)"
+            " INSERT INTO orders (order_id, customer_id, customer_email,"
             " shipping_address, payment_method, total_cents, status, trace_id, created_at,"
-            " updated_at, step_list, step_started_at, history) SELECT order_id, customer_id,"
-            " NULLIF(email, ''), NULLIF(address, ''), method, total_cents, 'PLACED',"
+            " updated_at, step_list, step_started_at, history, items) SELECT o.order_id,"
+            " customer_id, NULLIF(email, ''), NULLIF(address, ''), method, total_cents, 'PLACED',"
             " NULLIF(trace_id, ''), created_at, created_at, $14, now(),"
-            " ARRAY[ROW('PLACED', NULL, NULL, now())::order_history_entry]"
+            " ARRAY[ROW('PLACED', NULL, NULL, now())::order_history_entry],"
+            " coalesce(l.items, '{}')"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
             " $6::bigint[], $7::text[], $15::timestamptz[]) AS o (order_id, customer_id, email,"
-            " address, method, total_cents, trace_id, created_at))"
-            " INSERT INTO order_items (order_id, line_no, product_id, product_name,"
-            " quantity, price_cents) SELECT order_id, line_no, product_id,"
-            " NULLIF(product_name, ''), quantity, price_cents FROM unnest($8::text[], $9::int[],"
-            " $10::text[], $11::text[], $12::int[], $13::bigint[]) AS i (order_id, line_no,"
-            " product_id, product_name, quantity, price_cents)");
+            " address, method, total_cents, trace_id, created_at)"
+            " LEFT JOIN lines l USING (order_id)");
   // A concurrent request with the same key waits on the row lock until the first commits,
   // then finds the key taken: it can never create a second order.
   c.prepare("idempotency_claim_all",
@@ -111,11 +119,13 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
   c.prepare("order_with_items",
             "SELECT " + order_select_list +
                 ", i.product_id, coalesce(i.product_name, ''), i.quantity, i.price_cents"
-                " FROM orders LEFT JOIN order_items i USING (order_id) WHERE order_id = $1"
-                " ORDER BY i.line_no");
+                " FROM orders o" +
+                order_lines_join_sql("o") + " WHERE o.order_id = $1 ORDER BY i.line_no");
   c.prepare("order_items_of",
-            "SELECT order_id, product_id, coalesce(product_name, ''), quantity, price_cents"
-            " FROM order_items WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no");
+            "SELECT o.order_id, i.product_id, coalesce(i.product_name, ''), i.quantity,"
+            " i.price_cents FROM orders o CROSS JOIN LATERAL unnest(o.items) WITH ORDINALITY"
+            " AS i (product_id, product_name, quantity, price_cents, line_no)"
+            " WHERE o.order_id = ANY($1::text[]) ORDER BY o.order_id, i.line_no");
   // The row keeps its history newest first (sql/010_history_in_order_row.sql): the oldest
   // entry is the last element, seq 1.
   c.prepare("order_history",

@@ -66,6 +66,10 @@ extern const std::string order_select_list;
 order_view read_order_columns(const pqxx::row& r);
 order_item read_item_columns(const pqxx::row& r, int first);
 std::string iso_timestamp_sql(const char* column);
+// A FROM clause's join that reads the lines kept in the row of the order `orders_alias`
+// (sql/012_items_in_order_row.sql) as rows i (product_id, product_name, quantity,
+// price_cents, line_no), line_no from 1; an order without lines still reads back, once.
+std::string order_lines_join_sql(const char* orders_alias);
 
 class pg_customer_repository final : public customer_repository {
  public:

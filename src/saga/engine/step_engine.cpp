@@ -338,7 +338,8 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " coalesce(trace_id, ''),"
                 " extract(epoch FROM clock_timestamp() - step_started_at)::float8, i.product_id,"
                 " coalesce(i.product_name, ''), i.quantity, i.price_cents"
-                " FROM saga LEFT JOIN order_items i USING (order_id) ORDER BY order_id, i.line_no");
+                " FROM saga" +
+                order_lines_join_sql("saga") + " ORDER BY order_id, i.line_no");
   // The orders' saga state and their history in one statement ($7: the saga has ended);
   // answers each order's new updatedAt. An ended saga leaves running_sagas in the same
   // statement. The update changes no indexed column, so it is HOT wherever its page has room
