@@ -187,3 +187,56 @@ TEST_CASE("the items migration keeps every order's lines, in their order", "[db]
   tx.exec("DROP SCHEMA " + schema + " CASCADE");
   tx.commit();
 }
+
+TEST_CASE("the column order migration keeps every order as it was, history last", "[db]") {
+  pqxx::connection conn(test::db_url());
+  auto schema = use_empty_schema(conn, "migrations_columns_");
+  const auto& all = pg::embedded_migrations();
+  std::vector<pg::migration> before_columns;
+  for (const auto& m : all) {
+    if (m.version < "013")
+      before_columns.push_back(m);
+  }
+  REQUIRE(before_columns.size() < all.size());
+  pg::migrate(conn, before_columns);
+  auto orders_as_json = [&] {
+    pqxx::work tx(conn);
+    return tx.exec1("SELECT jsonb_agg(to_jsonb(o) ORDER BY order_id)::text FROM orders o")[0]
+        .as<std::string>();
+  };
+  {
+    pqxx::work tx(conn);
+    tx.exec(
+        "INSERT INTO orders (order_id, customer_id, customer_email, shipping_address,"
+        " payment_method, total_cents, status, cancel_reason, cancel_detail, created_at,"
+        " updated_at, trace_id, step_list, step_index, owed, step_started_at, finished_at,"
+        " history, items) VALUES"
+        " ('o-1', 'c-1', 'a@example.com', '1 Road', 'CARD', 1700, 'CANCELLED',"
+        " 'PAYMENT_DECLINED', 'card declined', '2026-01-01T00:00:00Z', '2026-01-01T00:00:02Z',"
+        " '4bf92f3577b34da6a3ce929d0e0e4736', 1, 2, '{}', '2026-01-01T00:00:01Z',"
+        " '2026-01-01T00:00:02Z',"
+        " ARRAY[ROW('CANCELLED', 'PAYMENT_DECLINED', 'card declined',"
+        " '2026-01-01T00:00:02Z')::order_history_entry,"
+        " ROW('PLACED', NULL, NULL, '2026-01-01T00:00:00Z')::order_history_entry],"
+        " ARRAY[ROW('p-a', 'Anvil', 2, 600)::order_line, ROW('p-b', NULL, 1, 500)::order_line]),"
+        " ('o-2', 'c-2', NULL, NULL, 'CARD', 0, 'PLACED', NULL, NULL, '2026-01-01T00:00:03Z',"
+        " '2026-01-01T00:00:03Z', NULL, 1, 0, '{reserve}', '2026-01-01T00:00:03Z', NULL,"
+        " '{}', '{}')");
+    tx.commit();
+  }
+  const auto before = orders_as_json();
+
+  auto applied = pg::migrate(conn, all);
+  CHECK(applied.size() == all.size() - before_columns.size());
+
+  CHECK(orders_as_json() == before);
+  pqxx::work tx(conn);
+  CHECK(tx.exec1("SELECT attname FROM pg_attribute WHERE attrelid = 'orders'::regclass"
+                 " AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1")[0]
+            .as<std::string>() == "history");
+  CHECK(tx.exec1("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'"
+                 " AND schemaname = current_schema()")[0]
+            .as<int>() == 3);
+  tx.exec("DROP SCHEMA " + schema + " CASCADE");
+  tx.commit();
+}
