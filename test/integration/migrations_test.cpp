@@ -23,6 +23,25 @@ std::string use_empty_schema(pqxx::connection& conn, const std::string& prefix) 
   return schema;
 }
 
+// Applies the embedded migrations older than `version`, as a database of the release before
+// it has them; answers how many are left to apply.
+std::size_t migrate_before(pqxx::connection& conn, const std::string& version) {
+  const auto& all = pg::embedded_migrations();
+  std::vector<pg::migration> before;
+  for (const auto& m : all) {
+    if (m.version < version)
+      before.push_back(m);
+  }
+  REQUIRE(before.size() < all.size());
+  pg::migrate(conn, before);
+  return all.size() - before.size();
+}
+
+// Applies the rest and checks that exactly `left` were.
+void migrate_the_rest(pqxx::connection& conn, std::size_t left) {
+  CHECK(pg::migrate(conn, pg::embedded_migrations()).size() == left);
+}
+
 }  // namespace
 
 TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
@@ -57,14 +76,7 @@ TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
 TEST_CASE("the history migration keeps every order's entries, newest first", "[db]") {
   pqxx::connection conn(test::db_url());
   auto schema = use_empty_schema(conn, "migrations_history_");
-  const auto& all = pg::embedded_migrations();
-  std::vector<pg::migration> before_history;
-  for (const auto& m : all) {
-    if (m.version < "010")
-      before_history.push_back(m);
-  }
-  REQUIRE(before_history.size() < all.size());
-  pg::migrate(conn, before_history);
+  const auto left = migrate_before(conn, "010");
   {
     pqxx::work tx(conn);
     tx.exec(
@@ -79,8 +91,7 @@ TEST_CASE("the history migration keeps every order's entries, newest first", "[d
     tx.commit();
   }
 
-  auto applied = pg::migrate(conn, all);
-  CHECK(applied.size() == all.size() - before_history.size());
+  migrate_the_rest(conn, left);
 
   pqxx::work tx(conn);
   auto statuses = [&](const std::string& order_id) {
@@ -108,14 +119,7 @@ TEST_CASE("the history migration keeps every order's entries, newest first", "[d
 TEST_CASE("the running sagas migration lists the orders whose saga has not ended", "[db]") {
   pqxx::connection conn(test::db_url());
   auto schema = use_empty_schema(conn, "migrations_running_");
-  const auto& all = pg::embedded_migrations();
-  std::vector<pg::migration> before_running;
-  for (const auto& m : all) {
-    if (m.version < "011")
-      before_running.push_back(m);
-  }
-  REQUIRE(before_running.size() < all.size());
-  pg::migrate(conn, before_running);
+  const auto left = migrate_before(conn, "011");
   {
     pqxx::work tx(conn);
     tx.exec(
@@ -128,8 +132,7 @@ TEST_CASE("the running sagas migration lists the orders whose saga has not ended
     tx.commit();
   }
 
-  auto applied = pg::migrate(conn, all);
-  CHECK(applied.size() == all.size() - before_running.size());
+  migrate_the_rest(conn, left);
 
   pqxx::work tx(conn);
   auto running =
@@ -145,14 +148,7 @@ TEST_CASE("the running sagas migration lists the orders whose saga has not ended
 TEST_CASE("the items migration keeps every order's lines, in their order", "[db]") {
   pqxx::connection conn(test::db_url());
   auto schema = use_empty_schema(conn, "migrations_items_");
-  const auto& all = pg::embedded_migrations();
-  std::vector<pg::migration> before_items;
-  for (const auto& m : all) {
-    if (m.version < "012")
-      before_items.push_back(m);
-  }
-  REQUIRE(before_items.size() < all.size());
-  pg::migrate(conn, before_items);
+  const auto left = migrate_before(conn, "012");
   {
     pqxx::work tx(conn);
     tx.exec(
@@ -164,8 +160,7 @@ TEST_CASE("the items migration keeps every order's lines, in their order", "[db]
     tx.commit();
   }
 
-  auto applied = pg::migrate(conn, all);
-  CHECK(applied.size() == all.size() - before_items.size());
+  migrate_the_rest(conn, left);
 
   pqxx::work tx(conn);
   auto lines = [&](const std::string& order_id) {
@@ -191,14 +186,7 @@ TEST_CASE("the items migration keeps every order's lines, in their order", "[db]
 TEST_CASE("the column order migration keeps every order as it was, history last", "[db]") {
   pqxx::connection conn(test::db_url());
   auto schema = use_empty_schema(conn, "migrations_columns_");
-  const auto& all = pg::embedded_migrations();
-  std::vector<pg::migration> before_columns;
-  for (const auto& m : all) {
-    if (m.version < "013")
-      before_columns.push_back(m);
-  }
-  REQUIRE(before_columns.size() < all.size());
-  pg::migrate(conn, before_columns);
+  const auto left = migrate_before(conn, "013");
   auto orders_as_json = [&] {
     pqxx::work tx(conn);
     return tx.exec1("SELECT jsonb_agg(to_jsonb(o) ORDER BY order_id)::text FROM orders o")[0]
@@ -226,8 +214,7 @@ TEST_CASE("the column order migration keeps every order as it was, history last"
   }
   const auto before = orders_as_json();
 
-  auto applied = pg::migrate(conn, all);
-  CHECK(applied.size() == all.size() - before_columns.size());
+  migrate_the_rest(conn, left);
 
   CHECK(orders_as_json() == before);
   pqxx::work tx(conn);
