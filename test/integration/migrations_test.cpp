@@ -221,6 +221,9 @@ TEST_CASE("the column order migration keeps every order as it was, history last"
   CHECK(tx.exec1("SELECT attname FROM pg_attribute WHERE attrelid = 'orders'::regclass"
                  " AND attnum > 0 AND NOT attisdropped ORDER BY attnum DESC LIMIT 1")[0]
             .as<std::string>() == "history");
+  CHECK(tx.exec1("SELECT string_agg(attname, ',' ORDER BY attname) FROM pg_attribute"
+                 " WHERE attrelid = 'orders'::regclass AND attnum > 0 AND attstattarget = 0")[0]
+            .as<std::string>() == "history,items");
   CHECK(tx.exec1("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'"
                  " AND schemaname = current_schema()")[0]
             .as<int>() == 3);
