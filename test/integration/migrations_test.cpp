@@ -9,19 +9,37 @@ using namespace op;
 
 namespace {
 
-// A schema of its own for the connection, so a test starts from nothing whatever ran before.
-std::string use_empty_schema(pqxx::connection& conn, const std::string& prefix) {
-  auto schema = prefix + std::to_string(::getpid());
-  {
-    pqxx::work tx(conn);
-    tx.exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
-    tx.exec("CREATE SCHEMA " + schema);
-    tx.commit();
+// A schema of its own for the connection, so a test starts from nothing whatever ran before;
+// dropped when the test ends, also when it fails.
+class empty_schema {
+ public:
+  empty_schema(pqxx::connection& conn, const std::string& prefix)
+      : conn_(conn), name_(prefix + std::to_string(::getpid())) {
+    {
+      pqxx::work tx(conn_);
+      tx.exec("DROP SCHEMA IF EXISTS " + name_ + " CASCADE");
+      tx.exec("CREATE SCHEMA " + name_);
+      tx.commit();
+    }
+    pqxx::nontransaction tx(conn_);
+    tx.exec("SET search_path TO " + name_);
   }
-  pqxx::nontransaction tx(conn);
-  tx.exec("SET search_path TO " + schema);
-  return schema;
-}
+  ~empty_schema() {
+    try {
+      pqxx::nontransaction tx(conn_);
+      tx.exec("DROP SCHEMA IF EXISTS " + name_ + " CASCADE");
+    } catch (const std::exception&) {
+      // The next run drops it before it starts.
+    }
+  }
+  empty_schema(const empty_schema&) = delete;
+  empty_schema& operator=(const empty_schema&) = delete;
+  const std::string& name() const { return name_; }
+
+ private:
+  pqxx::connection& conn_;
+  std::string name_;
+};
 
 // Applies the embedded migrations older than `version`, as a database of the release before
 // it has them; answers how many are left to apply.
@@ -46,7 +64,7 @@ void migrate_the_rest(pqxx::connection& conn, std::size_t left) {
 
 TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = use_empty_schema(conn, "migrations_");
+  const empty_schema schema(conn, "migrations_");
   const auto& all = pg::embedded_migrations();
   REQUIRE_FALSE(all.empty());
 
@@ -55,7 +73,8 @@ TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
 
   auto count_objects = [&] {
     pqxx::work tx(conn);
-    auto row = tx.exec1("SELECT count(*) FROM pg_tables WHERE schemaname = " + tx.quote(schema));
+    auto row =
+        tx.exec1("SELECT count(*) FROM pg_tables WHERE schemaname = " + tx.quote(schema.name()));
     return row[0].as<int>();
   };
   auto tables_after_first = count_objects();
@@ -64,18 +83,13 @@ TEST_CASE("migrations apply once and a second run changes nothing", "[db]") {
   auto second = pg::migrate(conn, all);
   CHECK(second.empty());
   CHECK(count_objects() == tables_after_first);
-  {
-    pqxx::work tx(conn);
-    CHECK(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<std::size_t>() == all.size());
-  }
   pqxx::work tx(conn);
-  tx.exec("DROP SCHEMA " + schema + " CASCADE");
-  tx.commit();
+  CHECK(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<std::size_t>() == all.size());
 }
 
 TEST_CASE("the history migration keeps every order's entries, newest first", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = use_empty_schema(conn, "migrations_history_");
+  const empty_schema schema(conn, "migrations_history_");
   const auto left = migrate_before(conn, "010");
   {
     pqxx::work tx(conn);
@@ -112,13 +126,11 @@ TEST_CASE("the history migration keeps every order's entries, newest first", "[d
   CHECK(newest[0].as<std::string>() == "PAYMENT_DECLINED");
   CHECK(newest[1].as<std::string>() == "card declined");
   CHECK(tx.exec1("SELECT to_regclass('order_events') IS NULL")[0].as<bool>());
-  tx.exec("DROP SCHEMA " + schema + " CASCADE");
-  tx.commit();
 }
 
 TEST_CASE("the running sagas migration lists the orders whose saga has not ended", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = use_empty_schema(conn, "migrations_running_");
+  const empty_schema schema(conn, "migrations_running_");
   const auto left = migrate_before(conn, "011");
   {
     pqxx::work tx(conn);
@@ -141,13 +153,11 @@ TEST_CASE("the running sagas migration lists the orders whose saga has not ended
   CHECK(running[0][0].as<std::string>() == "o-running");
   CHECK(running[0][1].as<bool>());
   CHECK(tx.exec1("SELECT to_regclass('orders_running') IS NULL")[0].as<bool>());
-  tx.exec("DROP SCHEMA " + schema + " CASCADE");
-  tx.commit();
 }
 
 TEST_CASE("the items migration keeps every order's lines, in their order", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = use_empty_schema(conn, "migrations_items_");
+  const empty_schema schema(conn, "migrations_items_");
   const auto left = migrate_before(conn, "012");
   {
     pqxx::work tx(conn);
@@ -179,13 +189,11 @@ TEST_CASE("the items migration keeps every order's lines, in their order", "[db]
   CHECK(lines("o-1") == "p-a,Anvil,2,600;p-b,-,1,500");
   CHECK(lines("o-2").empty());
   CHECK(tx.exec1("SELECT to_regclass('order_items') IS NULL")[0].as<bool>());
-  tx.exec("DROP SCHEMA " + schema + " CASCADE");
-  tx.commit();
 }
 
 TEST_CASE("the column order migration keeps every order as it was, history last", "[db]") {
   pqxx::connection conn(test::db_url());
-  auto schema = use_empty_schema(conn, "migrations_columns_");
+  const empty_schema schema(conn, "migrations_columns_");
   const auto left = migrate_before(conn, "013");
   auto orders_as_json = [&] {
     pqxx::work tx(conn);
@@ -227,6 +235,4 @@ TEST_CASE("the column order migration keeps every order as it was, history last"
   CHECK(tx.exec1("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'"
                  " AND schemaname = current_schema()")[0]
             .as<int>() == 3);
-  tx.exec("DROP SCHEMA " + schema + " CASCADE");
-  tx.commit();
 }

@@ -123,9 +123,10 @@ void pg_order_repository::prepare_statements(pqxx::connection& c) {
                 order_lines_join_sql("o") + " WHERE o.order_id = $1 ORDER BY i.line_no");
   c.prepare("order_items_of",
             "SELECT o.order_id, i.product_id, coalesce(i.product_name, ''), i.quantity,"
-            " i.price_cents FROM orders o CROSS JOIN LATERAL unnest(o.items) WITH ORDINALITY"
-            " AS i (product_id, product_name, quantity, price_cents, line_no)"
-            " WHERE o.order_id = ANY($1::text[]) ORDER BY o.order_id, i.line_no");
+            " i.price_cents FROM orders o" +
+                order_lines_join_sql("o") +
+                " WHERE o.order_id = ANY($1::text[]) AND i.line_no IS NOT NULL"
+                " ORDER BY o.order_id, i.line_no");
   // The row keeps its history newest first (sql/010_history_in_order_row.sql): the oldest
   // entry is the last element, seq 1.
   c.prepare("order_history",
