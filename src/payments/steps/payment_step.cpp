@@ -4,15 +4,20 @@
 
 #include <any>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
+
+#include "platform/pg/array.hpp"
 
 namespace op::payments {
 
 void prepare_payment_statements(pqxx::connection& c) {
   // A capture that arrives after a deadline or a cancel already asked for a refund fills in
   // the amount, and makes a refund that waits to look again for a late charge due now.
-  c.prepare("saga_record_payment",
-            "INSERT INTO payments (order_id, charge_id, amount_cents) VALUES ($1, $2, $3)"
+  c.prepare("saga_record_payments",
+            "INSERT INTO payments (order_id, charge_id, amount_cents)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
             " ON CONFLICT (order_id) DO UPDATE SET charge_id = EXCLUDED.charge_id,"
             " amount_cents = EXCLUDED.amount_cents, next_refund_at = now()"
             " WHERE payments.charge_id = ''");
@@ -25,6 +30,27 @@ void prepare_payment_statements(pqxx::connection& c) {
             " SET refund_state = 'PENDING' WHERE payments.refund_state IS NULL"
             " OR (payments.refund_state = 'REFUNDED'"
             " AND payments.refunded_cents < payments.amount_cents)");
+}
+
+void payment_records::add(std::string order_id, std::string charge_id, std::int64_t amount_cents) {
+  order_ids_.push_back(std::move(order_id));
+  charge_ids_.push_back(std::move(charge_id));
+  amounts_cents_.push_back(amount_cents);
+}
+
+void payment_records::write(pqxx::work& tx) {
+  if (order_ids_.empty())
+    return;
+  // An order is in a transaction once: the engine runs its step only while the saga waits for
+  // it, so no row is written twice by the statement.
+  auto views = [](const std::vector<std::string>& values) {
+    return std::vector<std::string_view>(values.begin(), values.end());
+  };
+  tx.exec_prepared("saga_record_payments", pg::text_array(views(order_ids_)),
+                   pg::text_array(views(charge_ids_)), pg::integer_array(amounts_cents_));
+  order_ids_.clear();
+  charge_ids_.clear();
+  amounts_cents_.clear();
 }
 
 bool refund_requested(pqxx::work& tx, const std::string& order_id) {
@@ -48,8 +74,7 @@ order_pipeline::step payment_step(payment_gateway& gateway) {
     const auto& order = context.current_order();
     switch (charged.outcome) {
       case gateway_outcome::approved:
-        context.transaction().exec_prepared("saga_record_payment", order.id, charged.charge_id,
-                                            order.total_cents);
+        context.shared<payment_records>().add(order.id, charged.charge_id, order.total_cents);
         return order_pipeline::decision::proceed();
       case gateway_outcome::declined:
         return order_pipeline::decision::reject(
@@ -66,6 +91,9 @@ order_pipeline::step payment_step(payment_gateway& gateway) {
   };
   // By order id, idempotent: refunding nothing is a no-op at the gateway.
   step.compensation = [](order_pipeline::step_context& context) {
+    // A success refused in this transaction (its saga was cancelled meanwhile) has its payment
+    // here: written first, its refund finds the charge.
+    context.shared<payment_records>().write(context.transaction());
     context.transaction().exec_prepared("saga_request_refund", context.current_order().id);
   };
   step.may_land_late = true;  // a call given up on may still capture

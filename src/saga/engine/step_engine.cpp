@@ -233,6 +233,13 @@ void step_engine::declare(order_pipeline::step step) {
   declared->batcher = std::make_unique<runtime::batcher<step_job>>(
       blocking_, [this](const std::vector<step_job*>& jobs) { apply_steps(jobs); },
       settings_.batch_size, settings_.parallel_batches);
+  if (declared->spec.prepare)
+    declared->peeks = std::make_unique<runtime::batcher<peek_job>>(
+        blocking_,
+        [this, stage = std::string_view(declared->spec.name)](const std::vector<peek_job*>& jobs) {
+          find_awaiting(stage, jobs);
+        },
+        settings_.batch_size, settings_.parallel_batches);
   steps_.push_back(std::move(declared));
 }
 
@@ -362,18 +369,20 @@ void step_engine::prepare_statements(pqxx::connection& c) {
                 " AS updated_at), ended AS (DELETE FROM running_sagas r USING written w"
                 " WHERE w.ended AND r.order_id = w.order_id)"
                 " SELECT order_id, updated_at FROM written");
-  // A saga that waits for a step (by its place in its own list), with its order's total and
-  // payment method, and whether a message of the step $2 would run it: a message when no retry
-  // of it is pending, a retry ($3 with $4 attempts) when it is still there.
+  // The sagas of the orders $1 that wait for a step (by its place in their own list), with
+  // their orders' totals and payment methods, and whether a message of the step $2 would run
+  // each: a message ($3 null) when no retry of it is pending, a retry ($3 with $4 attempts)
+  // when it is still there. One row per element of $1 whose order exists, with its place n.
   c.prepare("saga_awaiting",
             "SELECT " + order_select_list +
                 ", status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
                 " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
                 " WHERE l.id = o.step_list), step_index, array_to_string(owed, ','),"
-                " CASE WHEN $3::bigint IS NULL THEN NOT EXISTS (SELECT 1 FROM stage_retries"
-                " WHERE stage = $2 AND order_id = $1) ELSE EXISTS (SELECT 1 FROM"
-                " stage_retries WHERE id = $3 AND attempts = $4) END"
-                " FROM orders o WHERE order_id = $1");
+                " CASE WHEN w.retry_id IS NULL THEN NOT EXISTS (SELECT 1 FROM stage_retries r"
+                " WHERE r.stage = $2 AND r.order_id = o.order_id) ELSE EXISTS (SELECT 1 FROM"
+                " stage_retries r WHERE r.id = w.retry_id AND r.attempts = w.attempts) END, w.n"
+                " FROM unnest($1::text[], $3::bigint[], $4::int[]) WITH ORDINALITY"
+                " AS w(order_id, retry_id, attempts, n) JOIN orders o USING (order_id)");
   c.prepare("saga_state",
             "SELECT status, coalesce(cancel_reason, ''), coalesce(cancel_detail, ''),"
             " (SELECT array_to_string(l.steps, ',') FROM saga_step_lists l"
@@ -533,8 +542,12 @@ asio::awaitable<void> step_engine::run(declared_step& step, const kafka::consume
   // Prepare (call out) only for an order that waits for this step and whose event (or retry)
   // is new. A duplicate that slips through prepares twice: a remote call must be idempotent
   // by order id.
-  std::optional<order_view> order;
-  std::function<void()> peek = [&] { order = order_awaiting(name, envelope->order_id, retry); };
+  peek_job peek_at{envelope->order_id, retry, std::nullopt};
+  std::function<asio::awaitable<void>()> peek = [&]() -> asio::awaitable<void> {
+    peek_at.order.reset();
+    co_await step.peeks->run(peek_at);
+  };
+  const auto& order = peek_at.order;
   const std::string subject = "order " + envelope->order_id;
   try {
     if (!co_await while_unavailable(name, subject, peek))
@@ -630,25 +643,31 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
   count_message(stage, outcome, elapsed());
 }
 
-std::optional<order_view> step_engine::order_awaiting(std::string_view stage,
-                                                      const std::string& order_id,
-                                                      const stage_retry* retry) {
-  return pool_.with_connection([&](pqxx::connection& c) -> std::optional<order_view> {
+void step_engine::find_awaiting(std::string_view stage, const std::vector<peek_job*>& jobs) {
+  std::vector<std::string_view> order_ids;
+  std::vector<std::optional<std::string>> retry_ids, attempts;
+  for (const auto* job : jobs) {
+    order_ids.push_back(job->order_id);
+    retry_ids.push_back(job->retry ? std::optional(std::to_string(job->retry->id)) : std::nullopt);
+    attempts.push_back(job->retry ? std::optional(std::to_string(job->retry->attempts))
+                                  : std::nullopt);
+  }
+  auto views = [](const std::vector<std::optional<std::string>>& values) {
+    std::vector<std::optional<std::string_view>> out;
+    for (const auto& value : values)
+      out.push_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
+    return out;
+  };
+  pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction read(c);  // one statement: no BEGIN/COMMIT round trips
-    std::optional<std::int64_t> retry_id;
-    std::optional<int> attempts;
-    if (retry) {
-      retry_id = retry->id;
-      attempts = retry->attempts;
+    auto rows = read.exec_prepared("saga_awaiting", pg::text_array(order_ids), std::string(stage),
+                                   pg::nullable_text_array(views(retry_ids)),
+                                   pg::nullable_text_array(views(attempts)));
+    for (const auto& r : rows) {
+      auto& job = *jobs.at(r[18].as<std::size_t>() - 1);
+      if (r[17].as<bool>() && awaited_step(definition(), read_saga_state(r, 11)) == stage)
+        job.order = read_order_columns(r);
     }
-    auto rows =
-        read.exec_prepared("saga_awaiting", order_id, std::string(stage), retry_id, attempts);
-    if (rows.empty() || !rows[0][17].as<bool>())
-      return std::nullopt;
-    const auto& r = rows[0];
-    if (awaited_step(definition(), read_saga_state(r, 11)) != stage)
-      return std::nullopt;
-    return read_order_columns(r);
   });
 }
 

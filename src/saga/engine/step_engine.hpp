@@ -189,12 +189,20 @@ class step_engine final : public orders::order_cancellation {
     const step_effect* effect;
     std::string outcome = "skipped";
   };
+  // Whether a message's order waits for a step that prepares (calls out): asked for the
+  // messages of a stage together, in one statement.
+  struct peek_job {
+    std::string_view order_id;
+    const stage_retry* retry;
+    std::optional<orders::order_view> order;  // the order (without its items) when it waits
+  };
   struct declared_step {
     order_pipeline::step spec;
     step_definition definition;
     orders::retry_policy retry;
     step_effect decide;  // spec.action, with the public step_context
     std::unique_ptr<runtime::batcher<step_job>> batcher;
+    std::unique_ptr<runtime::batcher<peek_job>> peeks;  // for a step that prepares
   };
   // What a transaction writes once every step has decided.
   struct step_writes;
@@ -210,11 +218,9 @@ class step_engine final : public orders::order_cancellation {
   // everything the header describes.
   asio::awaitable<void> run_step(std::string_view stage, const kafka::consumed_message& message,
                                  const step_effect& effect, const stage_retry* retry);
-  // Blocking. The order (without its items) when its saga waits for `stage` and the message
-  // (or retry) was not applied yet: a step that prepares (calls out) only does so then.
-  std::optional<orders::order_view> order_awaiting(std::string_view stage,
-                                                   const std::string& order_id,
-                                                   const stage_retry* retry);
+  // Blocking. Sets each job's order when its saga waits for `stage` and its message (or
+  // retry) was not applied yet: a step that prepares (calls out) only does so then.
+  void find_awaiting(std::string_view stage, const std::vector<peek_job*>& jobs);
   declared_step& step_named(std::string_view name);
   const declared_step* find_step(std::string_view name) const;
   // The message of `step` for an order in `state` was applied already, or a pending retry of
