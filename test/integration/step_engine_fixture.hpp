@@ -1,9 +1,11 @@
 #pragma once
 // A step engine against the test database, without a server: the four steps of the default
 // program, each proceeding at once, on topics of their own (`topic_prefix` + step name) that
-// no stage reads.
+// no stage reads; pay calls out first with `pay_prepare` when one is given.
 
+#include <any>
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <string>
 
 #include "orders/adapters/dead_letters.hpp"
@@ -23,7 +25,10 @@ inline pg::connection_pool& migrated(pg::connection_pool& pool) {
 }
 
 struct step_engine_fixture {
-  explicit step_engine_fixture(const std::string& topic_prefix, saga::engine_settings settings = {})
+  explicit step_engine_fixture(
+      const std::string& topic_prefix, saga::engine_settings settings = {},
+      std::function<boost::asio::awaitable<std::any>(const order_pipeline::order&)> pay_prepare =
+          {})
       : stages(migrated(pool), blocking, dead_letters, std::move(settings)) {
     using namespace std::chrono_literals;
     for (const char* name : {"validate", "reserve", "pay", "confirm"}) {
@@ -37,6 +42,8 @@ struct step_engine_fixture {
       step.action = [](order_pipeline::step_context&) {
         return order_pipeline::decision::proceed();
       };
+      if (step.name == "pay")
+        step.prepare = pay_prepare;
       stages.declare(std::move(step));
     }
     stages.seal();
