@@ -196,7 +196,6 @@ outbox::message placed_event(const std::string& topic, const new_order& order) {
 
 void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
   pool_.with_connection([&](pqxx::connection& c) {
-    pqxx::work tx(c);
     std::vector<std::string_view> keys, hashes, keyed_orders, responses;
     std::vector<std::string_view> order_ids, customers, emails, addresses, methods, trace_ids,
         created_ats;
@@ -232,6 +231,30 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
       }
       events.push_back(placed_event(order_placed_topic_, order));
     }
+    auto insert_orders = [&](pqxx::transaction_base& t) {
+      t.exec_prepared("order_insert_all", pg::text_array(order_ids), pg::text_array(customers),
+                      pg::text_array(emails), pg::text_array(addresses), pg::text_array(methods),
+                      pg::integer_array(totals), pg::text_array(trace_ids),
+                      pg::text_array(item_orders), pg::integer_array(lines),
+                      pg::text_array(products), pg::text_array(names),
+                      pg::integer_array(quantities), pg::integer_array(prices), step_list_.load(),
+                      pg::text_array(created_ats));
+    };
+    auto created = [&] {
+      for (auto* job : jobs)
+        job->result = {placement_result::kind::created, job->order->order_id,
+                       job->order->response_body};
+    };
+    if (keys.empty() && publisher_) {
+      // The orders' one statement needs no transaction block: it commits on its own or not at
+      // all, and a placement saves the round trips of BEGIN and COMMIT.
+      pqxx::nontransaction single(c);
+      insert_orders(single);
+      publisher_->publish_unstored(events);
+      created();
+      return;
+    }
+    pqxx::work tx(c);
     if (!keys.empty() &&
         tx.exec_prepared("idempotency_claim_all", pg::text_array(keys), pg::text_array(hashes),
                          pg::text_array(keyed_orders), pg::text_array(responses))
@@ -251,12 +274,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                                  row[2].as<std::string>()};
       return;
     }
-    tx.exec_prepared("order_insert_all", pg::text_array(order_ids), pg::text_array(customers),
-                     pg::text_array(emails), pg::text_array(addresses), pg::text_array(methods),
-                     pg::integer_array(totals), pg::text_array(trace_ids),
-                     pg::text_array(item_orders), pg::integer_array(lines),
-                     pg::text_array(products), pg::text_array(names), pg::integer_array(quantities),
-                     pg::integer_array(prices), step_list_.load(), pg::text_array(created_ats));
+    insert_orders(tx);
     // With the after-commit publisher, the placed event has no outbox row: the order waits
     // for its first step, and the saga's republish_stalled sends it again if it is lost.
     if (!publisher_)
@@ -264,9 +282,7 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
     tx.commit();
     if (publisher_)
       publisher_->publish_unstored(events);
-    for (auto* job : jobs)
-      job->result = {placement_result::kind::created, job->order->order_id,
-                     job->order->response_body};
+    created();
   });
 }
 
