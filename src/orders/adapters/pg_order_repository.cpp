@@ -240,49 +240,44 @@ void pg_order_repository::place_all(const std::vector<placement_job*>& jobs) {
                       pg::integer_array(quantities), pg::integer_array(prices), step_list_.load(),
                       pg::text_array(created_ats));
     };
-    auto created = [&] {
-      for (auto* job : jobs)
-        job->result = {placement_result::kind::created, job->order->order_id,
-                       job->order->response_body};
-    };
     if (keys.empty() && publisher_) {
       // The orders' one statement needs no transaction block: it commits on its own or not at
       // all, and a placement saves the round trips of BEGIN and COMMIT.
       pqxx::nontransaction single(c);
       insert_orders(single);
-      publisher_->publish_unstored(events);
-      created();
-      return;
+    } else {
+      pqxx::work tx(c);
+      if (!keys.empty() &&
+          tx.exec_prepared("idempotency_claim_all", pg::text_array(keys), pg::text_array(hashes),
+                           pg::text_array(keyed_orders), pg::text_array(responses))
+                  .affected_rows() != keys.size()) {
+        // A key already used: in a batch, the batcher places each order alone; alone, the
+        // order is answered with the first request's result, and nothing is written.
+        if (jobs.size() > 1)
+          throw std::runtime_error("an Idempotency-Key of the batch is taken");
+        const auto& key = **jobs.front()->key;
+        auto row = tx.exec_prepared1("idempotency_find", key.key);
+        jobs.front()->result =
+            row[0].as<std::string>() != key.request_hash
+                ? placement_result{placement_result::kind::key_reused_with_other_body,
+                                   row[1].as<std::string>(),
+                                   {}}
+                : placement_result{placement_result::kind::replayed, row[1].as<std::string>(),
+                                   row[2].as<std::string>()};
+        return;
+      }
+      insert_orders(tx);
+      // With the after-commit publisher, the placed event has no outbox row: the order waits
+      // for its first step, and the saga's republish_stalled sends it again if it is lost.
+      if (!publisher_)
+        outbox::append_all(tx, events);
+      tx.commit();
     }
-    pqxx::work tx(c);
-    if (!keys.empty() &&
-        tx.exec_prepared("idempotency_claim_all", pg::text_array(keys), pg::text_array(hashes),
-                         pg::text_array(keyed_orders), pg::text_array(responses))
-                .affected_rows() != keys.size()) {
-      // A key already used: in a batch, the batcher places each order alone; alone, the
-      // order is answered with the first request's result, and nothing is written.
-      if (jobs.size() > 1)
-        throw std::runtime_error("an Idempotency-Key of the batch is taken");
-      const auto& key = **jobs.front()->key;
-      auto row = tx.exec_prepared1("idempotency_find", key.key);
-      jobs.front()->result =
-          row[0].as<std::string>() != key.request_hash
-              ? placement_result{placement_result::kind::key_reused_with_other_body,
-                                 row[1].as<std::string>(),
-                                 {}}
-              : placement_result{placement_result::kind::replayed, row[1].as<std::string>(),
-                                 row[2].as<std::string>()};
-      return;
-    }
-    insert_orders(tx);
-    // With the after-commit publisher, the placed event has no outbox row: the order waits
-    // for its first step, and the saga's republish_stalled sends it again if it is lost.
-    if (!publisher_)
-      outbox::append_all(tx, events);
-    tx.commit();
     if (publisher_)
       publisher_->publish_unstored(events);
-    created();
+    for (auto* job : jobs)
+      job->result = {placement_result::kind::created, job->order->order_id,
+                     job->order->response_body};
   });
 }
 

@@ -43,11 +43,10 @@ void payment_records::write(pqxx::work& tx) {
     return;
   // An order is in a transaction once: the engine runs its step only while the saga waits for
   // it, so no row is written twice by the statement.
-  auto views = [](const std::vector<std::string>& values) {
-    return std::vector<std::string_view>(values.begin(), values.end());
-  };
-  tx.exec_prepared("saga_record_payments", pg::text_array(views(order_ids_)),
-                   pg::text_array(views(charge_ids_)), pg::integer_array(amounts_cents_));
+  const std::vector<std::string_view> order_ids(order_ids_.begin(), order_ids_.end());
+  const std::vector<std::string_view> charge_ids(charge_ids_.begin(), charge_ids_.end());
+  tx.exec_prepared("saga_record_payments", pg::text_array(order_ids), pg::text_array(charge_ids),
+                   pg::integer_array(amounts_cents_));
   order_ids_.clear();
   charge_ids_.clear();
   amounts_cents_.clear();

@@ -56,4 +56,16 @@ std::string integer_array(const std::vector<Integer>& values) {
   return out + '}';
 }
 
+// As integer_array, with NULL for an empty optional.
+template <typename Integer>
+std::string nullable_integer_array(const std::vector<std::optional<Integer>>& values) {
+  std::string out = "{";
+  for (const auto& value : values) {
+    if (out.size() > 1)
+      out += ',';
+    out += value ? std::to_string(*value) : "NULL";
+  }
+  return out + '}';
+}
+
 }  // namespace op::pg

@@ -645,24 +645,18 @@ asio::awaitable<void> step_engine::run_step(std::string_view stage,
 
 void step_engine::find_awaiting(std::string_view stage, const std::vector<peek_job*>& jobs) {
   std::vector<std::string_view> order_ids;
-  std::vector<std::optional<std::string>> retry_ids, attempts;
+  std::vector<std::optional<std::int64_t>> retry_ids;
+  std::vector<std::optional<int>> attempts;
   for (const auto* job : jobs) {
     order_ids.push_back(job->order_id);
-    retry_ids.push_back(job->retry ? std::optional(std::to_string(job->retry->id)) : std::nullopt);
-    attempts.push_back(job->retry ? std::optional(std::to_string(job->retry->attempts))
-                                  : std::nullopt);
+    retry_ids.push_back(job->retry ? std::optional(job->retry->id) : std::nullopt);
+    attempts.push_back(job->retry ? std::optional(job->retry->attempts) : std::nullopt);
   }
-  auto views = [](const std::vector<std::optional<std::string>>& values) {
-    std::vector<std::optional<std::string_view>> out;
-    for (const auto& value : values)
-      out.push_back(value ? std::optional<std::string_view>(*value) : std::nullopt);
-    return out;
-  };
   pool_.with_connection([&](pqxx::connection& c) {
     pqxx::nontransaction read(c);  // one statement: no BEGIN/COMMIT round trips
     auto rows = read.exec_prepared("saga_awaiting", pg::text_array(order_ids), std::string(stage),
-                                   pg::nullable_text_array(views(retry_ids)),
-                                   pg::nullable_text_array(views(attempts)));
+                                   pg::nullable_integer_array(retry_ids),
+                                   pg::nullable_integer_array(attempts));
     for (const auto& r : rows) {
       auto& job = *jobs.at(r[18].as<std::size_t>() - 1);
       if (r[17].as<bool>() && awaited_step(definition(), read_saga_state(r, 11)) == stage)
